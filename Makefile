@@ -1,0 +1,48 @@
+# Every target creates .venv from the project's own files when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA := data/digits
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test lint format ui bench lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create or update .venv (pinned by requirements.lock)
+
+demo: $(STAMP) ## run the main job offline on bundled sample data
+	$(BIN)/trainer sample-data $(DATA)
+	$(BIN)/trainer fit trainer/configs/demo.yaml
+
+test: $(STAMP) ## run the test suite
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+ui: $(STAMP) ## MLflow UI on 127.0.0.1 over the embedded store
+	@echo "MLflow UI: http://127.0.0.1:5000"
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlruns/mlflow.db
+
+lock: $(STAMP) ## rewrite requirements.lock from the current .venv
+	@{ echo "# Exact versions tested together (pip freeze of the dev environment). Used as pip constraints."; \
+	   echo "# Regenerate with: make lock"; \
+	   $(BIN)/python -m pip freeze --exclude-editable; } > requirements.lock
+
+clean: ## remove caches and outputs (keeps .venv and mlruns/)
+	rm -rf outputs .pytest_cache .mypy_cache .ruff_cache
