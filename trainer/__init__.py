@@ -1,0 +1,1 @@
+"""Cross-validated fine-tuning of timm backbones."""

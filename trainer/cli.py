@@ -1,0 +1,117 @@
+"""``trainer`` command line: fit, predict, sample-data.
+
+Errors the user can fix print one line on stderr and exit 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from trainer.errors import UserError
+
+log = logging.getLogger("trainer")
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``trainer``."""
+    parser = argparse.ArgumentParser(prog="trainer", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="cross-validate (and refit) a config")
+    fit.add_argument("config", type=Path, help="YAML config file")
+    fit.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.lr=3e-4 (repeatable)",
+    )
+    fit.set_defaults(handler=_fit)
+
+    predict = commands.add_parser("predict", help="classify images with a checkpoint")
+    predict.add_argument("--model", required=True, type=Path, help="checkpoint folder or file")
+    predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
+    predict.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.set_defaults(handler=_predict)
+
+    sample = commands.add_parser("sample-data", help="write scikit-learn's digits as PNG folders")
+    sample.add_argument("out_dir", type=Path, help="folder to write class subfolders into")
+    sample.add_argument("--classes", type=int, default=10, help="digits 0..N-1 (2-10)")
+    sample.add_argument("--per-class", type=int, default=None, help="images per class (all)")
+    sample.add_argument("--size", type=int, default=32, help="image side in pixels")
+    sample.set_defaults(handler=_sample_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trainer`` console script."""
+    args = build_parser().parse_args(argv)
+    return run_guarded(args.handler, args, debug=args.debug)
+
+
+def run_guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace,
+                debug: bool) -> int:
+    """Run a command: user errors as one line, interrupts as exit 130, tracebacks on --debug."""
+    configure_logging(debug)
+    try:
+        return handler(args)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            raise
+        message = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def configure_logging(debug: bool) -> None:
+    """Log lines with a time stamp on stderr; INFO by default, DEBUG with --debug."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("PIL", "matplotlib", "urllib3", "filelock", "timm", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from trainer.config import load_config
+    from trainer.fit import fit
+
+    summary = fit(load_config(args.config, args.overrides))
+    line = f"CV val acc {summary['cv/val_acc_mean']:.4f} ± {summary['cv/val_acc_std']:.4f}"
+    if "refit" in summary:
+        line += f"; holdout acc {summary['refit']['test/acc']:.4f}"
+    log.info("%s; outputs in %s", line, summary["run_dir"])
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from trainer.predict import predict_to_csv
+
+    predict_to_csv(args.model, args.images, args.out, args.batch_size)
+    return 0
+
+
+def _sample_data(args: argparse.Namespace) -> int:
+    from trainer.sample_data import write_digits
+
+    write_digits(args.out_dir, args.classes, args.per_class, args.size)
+    return 0

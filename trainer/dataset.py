@@ -1,0 +1,112 @@
+"""Find the images of a dataset: a folder of class subfolders, or a CSV of ``path,label``."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jp2"}
+)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The labelled images of a dataset, in a deterministic order."""
+
+    root: Path  # the folder (or the CSV's folder) that relative paths start from
+    paths: tuple[Path, ...]  # absolute image paths, sorted by (class, relative path)
+    labels: np.ndarray  # int64 class index per image
+    class_names: tuple[str, ...]  # sorted class names; the index is the label
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def relative(self, index: int) -> str:
+        """The image's path relative to the dataset root (POSIX form)."""
+        return self.paths[index].relative_to(self.root).as_posix()
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of images per class name."""
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return dict(zip(self.class_names, counts.tolist(), strict=True))
+
+    def digest(self) -> str:
+        """SHA-256 over every image's relative path, label and bytes: the data's identity."""
+        hasher = hashlib.sha256()
+        for index, path in enumerate(self.paths):
+            hasher.update(f"{self.relative(index)}\0{self.class_names[self.labels[index]]}\0".encode())
+            hasher.update(hashlib.sha256(path.read_bytes()).digest())
+        return hasher.hexdigest()
+
+
+def find_samples(source: Path) -> Samples:
+    """Discover a dataset from a class-folder tree or a ``path,label`` CSV."""
+    if not source.exists():
+        raise UserError(f"dataset not found: {source} (set data.root to a folder or a CSV file)")
+    pairs = _pairs_from_csv(source) if source.is_file() else _pairs_from_folders(source)
+    root = source.parent if source.is_file() else source
+    if not pairs:
+        raise UserError(
+            f"no images found in {source} (expected class subfolders holding "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))} files)"
+        )
+    class_names = tuple(sorted({label for _, label in pairs}))
+    if len(class_names) < 2:
+        raise UserError(f"{source}: found only the class {class_names[0]!r}; need at least two")
+    index = {name: i for i, name in enumerate(class_names)}
+    pairs.sort(key=lambda pair: (index[pair[1]], pair[0].as_posix()))
+    return Samples(
+        root=root,
+        paths=tuple(path for path, _ in pairs),
+        labels=np.array([index[label] for _, label in pairs], dtype=np.int64),
+        class_names=class_names,
+    )
+
+
+def _pairs_from_folders(root: Path) -> list[tuple[Path, str]]:
+    pairs = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        images = [
+            path
+            for path in sorted(class_dir.rglob("*"))
+            if path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir()
+        ]
+        if not images:
+            log.warning("class folder %s holds no images; it is ignored", class_dir)
+        pairs.extend((path, class_dir.name) for path in images)
+    return pairs
+
+
+def _pairs_from_csv(csv_path: Path) -> list[tuple[Path, str]]:
+    root = csv_path.parent.resolve()
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"path", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise UserError(
+                f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; "
+                "the CSV needs a header with path,label"
+            )
+        rows = list(reader)
+    pairs = []
+    for line, row in enumerate(rows, start=2):
+        label = (row["label"] or "").strip()
+        if not label:
+            raise UserError(f"{csv_path}:{line}: empty label for {row['path']!r}")
+        path = (root / row["path"].strip()).resolve()
+        if not path.is_relative_to(root):
+            raise UserError(f"{csv_path}:{line}: {row['path']!r} points outside {root}")
+        if not path.is_file():
+            raise UserError(f"{csv_path}:{line}: image not found: {row['path']!r}")
+        pairs.append((path, label))
+    return pairs

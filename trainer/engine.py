@@ -1,0 +1,129 @@
+"""Train one epoch and evaluate: the inner loops. Plain metric dicts out; no tracking here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainer.runtime import Execution
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class BatchProgress(Protocol):
+    """Receives each finished batch: number of images and its (device) loss tensor."""
+
+    def __call__(self, images: int, loss: torch.Tensor) -> None: ...
+
+
+class Scheduler(Protocol):
+    """A learning-rate schedule stepped once per batch."""
+
+    def step(self) -> None: ...
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Scheduler,
+    loss_fn: nn.Module,
+    execution: Execution,
+    progress: BatchProgress | None = None,
+) -> dict[str, float]:
+    """One pass over ``batches``; returns ``loss``, ``acc``, ``lr``, ``seconds``, ``images_per_second``.
+
+    ``lr`` is the learning rate of the epoch's last batch.
+    """
+    model.train()
+    scaler = torch.amp.GradScaler(execution.device.type, enabled=execution.needs_grad_scaler)
+    loss_sum = torch.zeros((), device=execution.device, dtype=torch.float64)
+    correct = torch.zeros((), device=execution.device, dtype=torch.int64)
+    seen, lr = 0, float(optimizer.param_groups[0]["lr"])
+    start = time.perf_counter()
+    for images, labels in batches:
+        images, labels = _to_device(images, labels, execution)
+        lr = float(optimizer.param_groups[0]["lr"])
+        with execution.autocast():
+            logits = model(images)
+        loss = loss_fn(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += loss.detach() * len(labels)
+        correct += (logits.detach().argmax(dim=1) == labels).sum()
+        seen += len(labels)
+        if progress is not None:
+            progress(len(labels), loss)
+    seconds = time.perf_counter() - start
+    mean_loss = float(loss_sum) / max(seen, 1)
+    if not np.isfinite(mean_loss):
+        raise NonFiniteLossError(f"training loss is {mean_loss} (lower train.lr?)")
+    return {
+        "loss": mean_loss,
+        "acc": int(correct) / max(seen, 1),
+        "lr": lr,
+        "seconds": seconds,
+        "images_per_second": seen / seconds if seconds > 0 else 0.0,
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: nn.Module,
+    execution: Execution,
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Loss and accuracy over ``batches``, with the class probabilities and true labels."""
+    model.eval()
+    loss_sum, seen = 0.0, 0
+    probabilities, targets = [], []
+    for images, labels in batches:
+        images, labels = _to_device(images, labels, execution)
+        with execution.autocast():
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += float(loss_fn(logits, labels)) * len(labels)
+        seen += len(labels)
+        probabilities.append(torch.softmax(logits, dim=1).cpu().numpy())
+        targets.append(labels.cpu().numpy())
+    probs = np.concatenate(probabilities) if probabilities else np.zeros((0, 0), dtype=np.float32)
+    truth = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
+    accuracy = float((probs.argmax(axis=1) == truth).mean()) if seen else 0.0
+    return {"loss": loss_sum / max(seen, 1), "acc": accuracy}, probs, truth
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, batches: Iterable[torch.Tensor], execution: Execution
+) -> np.ndarray:
+    """Class probabilities for unlabelled batches of images."""
+    model.eval()
+    outputs = []
+    for images in batches:
+        images = images.to(execution.device, non_blocking=True)
+        if execution.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with execution.autocast():
+            logits = model(images)
+        outputs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
+
+
+def _to_device(
+    images: torch.Tensor, labels: torch.Tensor, execution: Execution
+) -> tuple[torch.Tensor, torch.Tensor]:
+    images = images.to(execution.device, non_blocking=True)
+    if execution.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(execution.device, non_blocking=True)

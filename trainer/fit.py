@@ -1,0 +1,138 @@
+"""Cross-validated fine-tuning: prepare the data once, train every fold, then refit if asked.
+
+``fit(config, callbacks)`` is the public entry point. It returns a plain summary dict and
+reports every fold and epoch to the callbacks (trackers, pruners).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+
+from trainer.callbacks import Callback, CallbackList, FitInfo
+from trainer.config import Config, save_config
+from trainer.dataset import find_samples
+from trainer.folds import FoldRunner, refit_epochs
+from trainer.images import CACHES
+from trainer.loader import loader_settings
+from trainer.model import check_backbone, data_spec
+from trainer.runtime import resolve_execution, seed_everything, select_device
+from trainer.splits import load_or_create_splits, split_file_name
+from trainer.transforms import Pipeline, Resize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the folds share: data, splits, pipelines, cache and execution mode."""
+
+    info: FitInfo
+    runner: FoldRunner
+
+
+def fit(config: Config, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Run the cross-validation (and the refit when ``train.refit``); return the summary."""
+    prepared = prepare(config)
+    events = CallbackList(callbacks)
+    events.on_fit_start(prepared.info)
+    try:
+        summary = _train_all(prepared, events)
+    except BaseException as error:
+        events.on_fit_error(error)
+        raise
+    events.on_fit_end(summary)
+    return summary
+
+
+def prepare(config: Config) -> Prepared:
+    """Find the images, fix the splits, pick the execution mode and make the run folder."""
+    check_backbone(config.model.backbone)
+    seed_everything(config.seed, config.runtime.deterministic)
+    samples = find_samples(config.data.root)
+    digest = samples.digest()
+    split_dir = config.data.split_dir or config.output.dir / "splits"
+    name = split_file_name(
+        digest, config.data.test_size, config.data.folds, config.data.val_size, config.seed
+    )
+    splits = load_or_create_splits(
+        samples, split_dir / name, config.data.test_size, config.data.folds,
+        config.data.val_size, config.seed,
+    )
+    probe = timm.create_model(config.model.backbone, pretrained=False, num_classes=2)
+    spec = data_spec(probe)
+    execution = resolve_execution(
+        config.runtime, probe, config.train.image_size, config.train.batch_size,
+        key=f"{config.model.backbone}{'-frozen' if config.model.freeze_backbone else ''}",
+    )
+    run_dir = _new_run_dir(config)
+    save_config(config, run_dir / "config.yaml")
+    info = FitInfo(
+        config=config, samples=samples, splits=splits, data_digest=digest,
+        execution=execution, run_dir=run_dir, n_folds=splits.n_folds,
+    )
+    resize = Resize(config.train.image_size)
+    runner = FoldRunner(
+        info=info,
+        cache=CACHES.get(digest, samples.paths, resize, config.data.cache_mb),
+        train_pipeline=Pipeline(config.train.image_size, spec.mean, spec.std, config.augment),
+        eval_pipeline=Pipeline(config.train.image_size, spec.mean, spec.std, None),
+        loading=loader_settings(config.data.num_workers, select_device(config.runtime.device)),
+    )
+    _log_start(info)
+    return Prepared(info=info, runner=runner)
+
+
+def _train_all(prepared: Prepared, events: Callback) -> dict[str, Any]:
+    info, runner = prepared.info, prepared.runner
+    folds = [runner.run_fold(k, events) for k in range(info.n_folds)]
+    best = np.array([fold["best/val_acc"] for fold in folds])
+    epochs = np.array([fold["best/epoch"] for fold in folds])
+    summary: dict[str, Any] = {
+        "run_dir": str(info.run_dir),
+        "cv/val_acc_mean": float(best.mean()),
+        "cv/val_acc_std": float(best.std()),
+        "cv/best_epoch_mean": float(epochs.mean()),
+        "folds": folds,
+    }
+    log.info(
+        "cross-validation: val acc %.4f ± %.4f over %d fold(s)",
+        summary["cv/val_acc_mean"], summary["cv/val_acc_std"], len(folds),
+    )
+    if info.config.train.refit:
+        summary["refit"] = runner.run_refit(refit_epochs(info.config, folds), events)
+    (info.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def _new_run_dir(config: Config) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = config.output.dir / config.experiment / f"{stamp}-{config.model.backbone}"
+    run_dir, suffix = base, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = base.with_name(f"{base.name}-{suffix}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _log_start(info: FitInfo) -> None:
+    samples, splits = info.samples, info.splits
+    log.info(
+        "%d images, %d classes; holdout %d, %d fold(s); split file %s",
+        len(samples), len(samples.class_names), len(splits.test), info.n_folds, splits.path,
+    )
+    log.info(
+        "%s on %s; torch threads %d; run folder %s",
+        info.config.model.backbone, info.execution.describe(), torch.get_num_threads(),
+        info.run_dir,
+    )

@@ -1,0 +1,225 @@
+"""Train one fold (or the refit): model, loaders, epochs, early stopping, best checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from torch import nn
+
+from trainer.callbacks import Callback, FitInfo, FoldInfo
+from trainer.checkpoint import copy_state, save_checkpoint
+from trainer.config import Config
+from trainer.engine import evaluate, train_one_epoch
+from trainer.images import ImageCache
+from trainer.loader import ImageSubset, LoaderSettings, make_loader, set_epoch
+from trainer.model import create_model, data_spec, to_device
+from trainer.optim import create_optimizer, create_scheduler
+from trainer.progress import EpochBar
+from trainer.runtime import seed_everything
+from trainer.transforms import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Best:
+    """The best epoch so far of one fold."""
+
+    epoch: int = -1
+    metrics: dict[str, float] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+
+@dataclass(frozen=True)
+class FoldRunner:
+    """Trains folds of one prepared fit."""
+
+    info: FitInfo
+    cache: ImageCache
+    train_pipeline: Pipeline
+    eval_pipeline: Pipeline
+    loading: LoaderSettings
+
+    def run_fold(self, k: int, events: Callback) -> dict[str, Any]:
+        """Train fold ``k`` with early stopping; keep and save its best epoch."""
+        train_idx, val_idx = self.info.splits.fold(k)
+        fold = self._fold_info(f"fold-{k}", k, train_idx, val_idx, self.info.config.train.epochs)
+        model, best = self._train(fold, train_idx, val_idx, events)
+        return self._finish(fold, model, best, val_idx, events)
+
+    def run_refit(self, epochs: int, events: Callback) -> dict[str, Any]:
+        """Train on all non-test images for ``epochs``, then evaluate on the holdout."""
+        train_idx, test_idx = self.info.splits.trainval, self.info.splits.test
+        fold = self._fold_info("refit", -1, train_idx, test_idx, epochs)
+        model, best = self._train(fold, train_idx, None, events)
+        test_loader = self._loader(test_idx, False, -1)
+        metrics, probs, truth = evaluate(model, test_loader, *self._eval_args())
+        best.metrics.update({"test/loss": metrics["loss"], "test/acc": metrics["acc"]})
+        best.probs = probs
+        summary = self._finish(fold, model, best, test_idx, events)
+        summary.update(_holdout_report(truth, probs, self.info.samples.class_names))
+        log.info("refit: holdout accuracy %.4f on %d images", metrics["acc"], len(test_idx))
+        return summary
+
+    def _train(
+        self, fold: FoldInfo, train_idx: np.ndarray, val_idx: np.ndarray | None, events: Callback
+    ) -> tuple[nn.Module, _Best]:
+        config = self.info.config
+        seed_everything(self._seed(fold.index), config.runtime.deterministic)
+        model = create_model(config.model, len(self.info.samples.class_names))
+        model = to_device(model, self.info.execution.device, self.info.execution.channels_last)
+        train_loader = self._loader(train_idx, True, fold.index)
+        optimizer = create_optimizer(model, config.train)
+        scheduler = create_scheduler(optimizer, config.train, len(train_loader), config.train.epochs)
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing)
+        events.on_fold_start(fold)
+        best, patience = _Best(), config.train.early_stopping_patience
+        for epoch in range(fold.epochs):
+            set_epoch(train_loader, epoch)
+            with EpochBar(len(train_loader), f"{fold.name} {epoch + 1}/{fold.epochs}",
+                          config.runtime.progress) as bar:
+                train = train_one_epoch(
+                    model, train_loader, optimizer, scheduler, loss_fn, self.info.execution, bar
+                )
+            metrics = _epoch_metrics(train)
+            if val_idx is not None:
+                val, probs, _ = evaluate(model, self._loader(val_idx, False, 0), *self._eval_args())
+                metrics.update({"val/loss": val["loss"], "val/acc": val["acc"]})
+            _log_epoch(fold, epoch, metrics)
+            events.on_epoch_end(fold, epoch, metrics)
+            if val_idx is None or metrics["val/acc"] > best.metrics.get("val/acc", -1.0):
+                best = _Best(epoch, metrics, copy_state(model), probs if val_idx is not None else best.probs)
+            elif patience is not None and epoch - best.epoch >= patience:
+                log.info("%s: early stop after epoch %d (best %d)", fold.name, epoch + 1, best.epoch + 1)
+                break
+        best.metrics["epochs_trained"] = epoch + 1
+        model.load_state_dict(best.state)
+        return model, best
+
+    def _finish(
+        self, fold: FoldInfo, model: nn.Module, best: _Best, eval_idx: np.ndarray, events: Callback
+    ) -> dict[str, Any]:
+        checkpoint = save_checkpoint(fold.out_dir, best.state, self._meta(fold, model, best))
+        predictions = fold.out_dir / ("test_predictions.csv" if fold.index < 0 else "val_predictions.csv")
+        self._write_predictions(predictions, eval_idx, best.probs)
+        summary: dict[str, Any] = {
+            "name": fold.name,
+            "best/epoch": best.epoch,
+            "epochs_trained": int(best.metrics["epochs_trained"]),
+            "checkpoint": str(checkpoint.weights),
+            "predictions": str(predictions),
+        }
+        if "val/acc" in best.metrics:
+            summary.update({"best/val_acc": best.metrics["val/acc"], "best/val_loss": best.metrics["val/loss"]})
+        summary.update({k: v for k, v in best.metrics.items() if k.startswith("test/")})
+        events.on_fold_end(fold, summary)
+        return summary
+
+    def _meta(self, fold: FoldInfo, model: nn.Module, best: _Best) -> dict[str, Any]:
+        spec, config = data_spec(model), self.info.config
+        return {
+            "backbone": config.model.backbone,
+            "class_names": list(self.info.samples.class_names),
+            "image_size": config.train.image_size,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "precision": self.info.execution.precision,
+            "channels_last": self.info.execution.channels_last,
+            "fold": fold.name,
+            "epoch": best.epoch,
+            "metrics": best.metrics,
+            "data_digest": self.info.data_digest,
+            "split_file": str(self.info.splits.path),
+            "config": config.to_dict(),
+        }
+
+    def _fold_info(
+        self, name: str, index: int, train_idx: np.ndarray, eval_idx: np.ndarray, epochs: int
+    ) -> FoldInfo:
+        return FoldInfo(name, index, len(train_idx), len(eval_idx), epochs, self.info.run_dir / name)
+
+    def _loader(self, indices: np.ndarray, train: bool, fold_index: int) -> Any:
+        config = self.info.config
+        batch_size = config.train.batch_size
+        if train and batch_size > len(indices):
+            log.warning("train.batch_size %d exceeds the %d training images; using %d",
+                        batch_size, len(indices), len(indices))
+            batch_size = len(indices)
+        pipeline = self.train_pipeline if train else self.eval_pipeline
+        subset = ImageSubset(self.cache, self.info.samples.labels, indices, pipeline)
+        batch_size = batch_size if train else batch_size * 2
+        return make_loader(subset, batch_size, train, self._seed(fold_index), self.loading)
+
+    def _seed(self, fold_index: int) -> int:
+        """Fold k uses seed + k; the refit (index -1) uses seed + number of folds."""
+        return self.info.config.seed + (fold_index if fold_index >= 0 else self.info.n_folds)
+
+    def _eval_args(self) -> tuple[nn.Module, Any]:
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=self.info.config.train.label_smoothing)
+        return loss_fn, self.info.execution
+
+    def _write_predictions(self, path: Path, indices: np.ndarray, probs: np.ndarray) -> None:
+        samples = self.info.samples
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "predicted", *(f"prob_{c}" for c in samples.class_names)])
+            for row, index in enumerate(indices):
+                writer.writerow([
+                    samples.relative(int(index)),
+                    samples.class_names[samples.labels[index]],
+                    samples.class_names[int(probs[row].argmax())],
+                    *(f"{p:.6f}" for p in probs[row]),
+                ])
+
+
+def refit_epochs(config: Config, folds: list[dict[str, Any]]) -> int:
+    """Epochs for the refit: ``train.refit_epochs``, else the folds' mean best epoch with early
+    stopping on, else ``train.epochs``."""
+    if config.train.refit_epochs is not None:
+        return config.train.refit_epochs
+    if config.train.early_stopping_patience is not None:
+        return max(1, round(float(np.mean([f["best/epoch"] for f in folds]))) + 1)
+    return config.train.epochs
+
+
+def _epoch_metrics(train: dict[str, float]) -> dict[str, float]:
+    return {
+        "train/loss": train["loss"],
+        "train/acc": train["acc"],
+        "lr": train["lr"],
+        "epoch/seconds": train["seconds"],
+        "epoch/images_per_second": train["images_per_second"],
+    }
+
+
+def _log_epoch(fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
+    val = ""
+    if "val/acc" in metrics:
+        val = f" | val loss {metrics['val/loss']:.4f} acc {metrics['val/acc']:.4f}"
+    log.info(
+        "%s epoch %d/%d: train loss %.4f acc %.4f%s | lr %.2e | %.1f s, %.0f img/s",
+        fold.name, epoch + 1, fold.epochs, metrics["train/loss"], metrics["train/acc"], val,
+        metrics["lr"], metrics["epoch/seconds"], metrics["epoch/images_per_second"],
+    )
+
+
+def _holdout_report(truth: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
+    predicted = probs.argmax(axis=1)
+    labels = list(range(len(class_names)))
+    precision, recall, _, support = precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0
+    )
+    return {
+        "test/per_class": {
+            name: {"precision": float(p), "recall": float(r), "support": int(s)}
+            for name, p, r, s in zip(class_names, precision, recall, support, strict=True)
+        },
+        "test/confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
+    }

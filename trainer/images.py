@@ -1,0 +1,137 @@
+"""Decode images with OpenCV as 8-bit RGB, and keep decoded, resized copies in shared memory.
+
+The cache is a lazily filled block of anonymous shared memory (``mmap``): whichever process
+first needs an image (the main process or a forked DataLoader worker) decodes and resizes it
+once, and every later epoch, fold and trial in this process tree reads the pixels back. Only
+the resize is cached; augmentation stays per sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from trainer.errors import UserError
+from trainer.transforms import Resize
+
+log = logging.getLogger(__name__)
+
+
+class ImageReadError(UserError):
+    """An image file that OpenCV cannot decode."""
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to an ``H x W x 3`` uint8 RGB array.
+
+    Grayscale, RGBA / grayscale+alpha, 16-bit and float images are converted, not rejected.
+    """
+    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
+    image = None
+    if data is not None and data.size:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(f"cannot decode image {path} (corrupt, empty or not an image)")
+    return to_rgb8(image)
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Convert any OpenCV image (BGR/BGRA/gray, 8/16-bit or float) to uint8 RGB."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image.astype(np.float32) * 255.0, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class ImageCache:
+    """Decoded, resized images of one dataset at one size, shared with forked workers.
+
+    Holds at most ``capacity`` images (the first ones by index); the rest are decoded each
+    time they are read. Shared between processes only when workers are forked after it is made.
+    """
+
+    def __init__(
+        self, paths: tuple[Path, ...], resize: Resize, capacity: int
+    ) -> None:
+        self.paths = paths
+        self.resize = resize
+        size = self.size = resize.size
+        self.capacity = min(capacity, len(paths))
+        self._image_bytes = size * size * 3
+        # One block: a "filled" flag byte per slot, then the pixels.
+        self._buffer = mmap.mmap(-1, max(1, self.capacity * (self._image_bytes + 1)))
+        self._filled = np.frombuffer(self._buffer, dtype=np.uint8, count=self.capacity)
+        self._pixels = np.frombuffer(
+            self._buffer, dtype=np.uint8, count=self.capacity * self._image_bytes,
+            offset=self.capacity,
+        ).reshape(self.capacity, size, size, 3)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the cache reserves."""
+        return len(self._buffer)
+
+    def filled(self) -> int:
+        """How many images are cached so far."""
+        return int(self._filled.sum())
+
+    def get(self, index: int) -> np.ndarray:
+        """The resized RGB image ``index``: from the cache, or decoded (and cached if room)."""
+        if index < self.capacity and self._filled[index]:
+            return self._pixels[index].copy()
+        image = self.resize(read_rgb(self.paths[index]))
+        if index < self.capacity:
+            self._pixels[index] = image
+            self._filled[index] = 1  # written after the pixels: readers never see half an image
+        return image
+
+
+class CacheRegistry:
+    """Caches kept for this process, one per (dataset digest, image size), within a budget.
+
+    Trials in one process that use the same data at the same size share one cache; when a
+    new size does not fit, the least recently used caches are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._caches: OrderedDict[tuple[str, int], ImageCache] = OrderedDict()
+
+    def get(
+        self, digest: str, paths: tuple[Path, ...], resize: Resize, budget_mb: int
+    ) -> ImageCache:
+        """A cache for these images at this size that fits in ``budget_mb`` megabytes."""
+        size = resize.size
+        key = (digest, size)
+        if key in self._caches:
+            self._caches.move_to_end(key)
+            return self._caches[key]
+        budget = budget_mb * 2**20
+        capacity = budget // (size * size * 3 + 1)
+        cache = ImageCache(paths, resize, capacity)
+        while self._caches and sum(c.nbytes for c in self._caches.values()) + cache.nbytes > budget:
+            evicted, _ = self._caches.popitem(last=False)
+            log.debug("dropped image cache %s to fit the budget", evicted)
+        if cache.capacity < len(paths):
+            log.warning(
+                "image cache holds %d of %d images at %d px within data.cache_mb=%d; "
+                "raise it to cache all",
+                cache.capacity, len(paths), size, budget_mb,
+            )
+        self._caches[key] = cache
+        return cache
+
+
+CACHES = CacheRegistry()

@@ -1,0 +1,133 @@
+"""Create timm backbones with a new classifier head, from the hub, a local file, or random init."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from trainer.config import ModelConfig
+from trainer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the backbone expects of its input, from timm's data config."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int  # the backbone's native square size (a default for image_size)
+
+
+def check_backbone(name: str) -> None:
+    """Fail with one line (and close matches) when timm has no model called ``name``."""
+    if timm.is_model(name):
+        return
+    matches = difflib.get_close_matches(name, _model_names(), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(matches)}?" if matches else "; see timm.list_models()"
+    raise UserError(f"unknown backbone '{name}' in model.backbone{hint}")
+
+
+def create_model(config: ModelConfig, num_classes: int) -> nn.Module:
+    """``timm.create_model`` with ``num_classes`` outputs and the configured starting weights.
+
+    ``weights`` loads a local file through timm's own pretrained path (the classifier is
+    dropped when its size differs); ``pretrained`` alone downloads from the Hugging Face hub.
+    """
+    check_backbone(config.backbone)
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": config.drop_rate}
+    if config.weights is not None:
+        weights = config.weights.expanduser().resolve()
+        if not weights.is_file():
+            raise UserError(f"weights file not found: {weights} (model.weights)")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
+    else:
+        kwargs.update(pretrained=config.pretrained)
+    try:
+        model = timm.create_model(config.backbone, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise UserError(_describe_load_failure(config, exc)) from exc
+    if config.freeze_backbone:
+        freeze_backbone(model)
+    return model
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """Train only the classifier: backbone weights fixed and its BatchNorm statistics too."""
+    head = set(map(id, _classifier(model).parameters()))
+    frozen = [name for name, child in model.named_children() if not _has_any(child, head)]
+    timm.utils.freeze(model, frozen)
+
+
+def data_spec(model: nn.Module) -> DataSpec:
+    """Mean, std and native input size from the backbone's pretrained config."""
+    config = timm.data.resolve_model_data_config(model)
+    return DataSpec(
+        mean=tuple(float(v) for v in config["mean"]),  # type: ignore[arg-type]
+        std=tuple(float(v) for v in config["std"]),  # type: ignore[arg-type]
+        input_size=int(config["input_size"][-1]),
+    )
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters the optimizer should update."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _classifier(model: nn.Module) -> nn.Module:
+    get = getattr(model, "get_classifier", None)
+    if get is None:
+        raise UserError(f"{type(model).__name__} has no get_classifier(); cannot freeze it")
+    classifier = get()
+    return classifier if isinstance(classifier, nn.Module) else nn.Sequential(*classifier)
+
+
+def _has_any(module: nn.Module, parameter_ids: set[int]) -> bool:
+    return any(id(p) in parameter_ids for p in module.parameters())
+
+
+def _describe_load_failure(config: ModelConfig, exc: Exception) -> str:
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if config.weights is not None:
+        return (
+            f"could not load weights {config.weights} into {config.backbone}: {first_line} "
+            "(the file must be a state dict for this backbone)"
+        )
+    return (
+        f"could not download pretrained weights for '{config.backbone}' from the Hugging Face hub "
+        f"({first_line}); offline? save the weights once and set model.weights: PATH "
+        "(.safetensors or .pth), or set model.pretrained: false"
+    )
+
+
+@cache
+def _model_names() -> tuple[str, ...]:
+    return tuple(timm.list_models())
+
+
+def load_weights_file(model: nn.Module, path: Path) -> None:
+    """Load a checkpoint saved by this project (safetensors, weights only) into ``model``."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path)))
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    return total, sum(p.numel() for p in trainable_parameters(model))
+
+
+def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """Move the model, in channels-last memory format when asked."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model

@@ -1,0 +1,202 @@
+"""Device, numeric precision and memory format, and seeding.
+
+On CUDA, ``precision: auto`` is mixed precision (bf16 where supported, else fp16 with a
+gradient scaler) with channels-last. On CPU it depends on the model: bf16 autocast roughly
+doubles resnet18 on CPUs with avx512_bf16/AMX but slows mobilenetv3, and channels-last helps
+some models only. So ``auto`` times a few training steps of each candidate mode on random
+input, keeps the fastest one whose loss stays finite, and caches the choice per machine,
+torch version, backbone, image size and batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import platform
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainer.config import RuntimeConfig
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How tensors are computed: device, autocast dtype (None = fp32) and memory format."""
+
+    device: torch.device
+    precision: str  # fp32 | bf16 | fp16
+    channels_last: bool
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype, or None for plain fp32."""
+        return _DTYPES.get(self.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which forward passes run."""
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        """fp16 gradients need loss scaling; bf16 and fp32 do not."""
+        return self.precision == "fp16"
+
+    def describe(self) -> str:
+        """e.g. ``cpu bf16 channels_last``."""
+        return f"{self.device.type} {self.precision}" + (" channels_last" if self.channels_last else "")
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; ask torch for deterministic kernels where it has them."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def select_device(requested: str) -> torch.device:
+    """``auto``: CUDA, then Apple MPS, then CPU."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        from trainer.errors import UserError
+
+        raise UserError("runtime.device is cuda but no CUDA device is available; use auto or cpu")
+    return torch.device(requested)
+
+
+def resolve_execution(
+    config: RuntimeConfig, model: nn.Module, image_size: int, batch_size: int, key: str
+) -> Execution:
+    """Settle ``precision`` and ``channels_last`` for this model on this device."""
+    device = select_device(config.device)
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        precision = ("bf16" if bf16 else "fp16") if config.precision == "auto" else config.precision
+        channels_last = True if config.channels_last == "auto" else bool(config.channels_last)
+        return Execution(device, precision, channels_last)
+    if device.type == "mps":
+        precision = "fp32" if config.precision == "auto" else config.precision
+        return Execution(device, precision, config.channels_last is True)
+    candidates = _cpu_candidates(config)
+    if len(candidates) == 1:
+        return candidates[0]
+    return _fastest_cached(candidates, model, image_size, batch_size, key)
+
+
+def _cpu_candidates(config: RuntimeConfig) -> list[Execution]:
+    cpu = torch.device("cpu")
+    if config.precision == "auto":
+        precisions = ["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"]
+    else:
+        precisions = [config.precision]
+    layouts = [False, True] if config.channels_last == "auto" else [bool(config.channels_last)]
+    return [Execution(cpu, p, cl) for p in precisions for cl in layouts]
+
+
+def cpu_supports_bf16() -> bool:
+    """True where oneDNN has native bf16 kernels (avx512_bf16 or AMX)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check and check())
+
+
+def _fastest_cached(
+    candidates: list[Execution], model: nn.Module, size: int, batch: int, key: str
+) -> Execution:
+    cache_file = _cache_dir() / "execution.json"
+    full_key = f"{platform.processor() or platform.machine()}|{torch.__version__}|"
+    full_key += f"{torch.get_num_threads()}t|{key}|{size}px|b{batch}"
+    known = _read_json(cache_file)
+    names = {c.describe(): c for c in candidates}
+    if known.get(full_key) in names:
+        return names[known[full_key]]
+    timings = {c.describe(): time_training_step(model, c, size, batch) for c in candidates}
+    best = min(timings, key=lambda name: timings[name])
+    log.info("precision auto: %s (seconds per step: %s)", best, _fmt(timings))
+    known[full_key] = best
+    _write_json(cache_file, known)
+    return names[best]
+
+
+def time_training_step(
+    model: nn.Module, execution: Execution, size: int, batch: int, steps: int = 3
+) -> float:
+    """Median seconds of a training step on random input; inf if the loss is not finite."""
+    probe = copy.deepcopy(model).to(execution.device).train()
+    if execution.channels_last:
+        probe = probe.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=1e-4)
+    inputs = torch.randn(min(batch, 32), 3, size, size, device=execution.device)
+    if execution.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        with execution.autocast():
+            loss = probe(inputs).float().logsumexp(dim=1).mean()
+        if not torch.isfinite(loss):
+            return float("inf")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[1:]))  # the first step pays one-off allocation
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "timm-studies"
+
+
+def _read_json(path: Path) -> dict[str, str]:
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+def _write_json(path: Path, data: dict[str, str]) -> None:
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, sort_keys=True))
+
+
+def _fmt(timings: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.3f}" for name, seconds in timings.items())
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count (None leaves it)."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
