@@ -93,9 +93,12 @@ def configure_logging(debug: bool) -> None:
 
 def _fit(args: argparse.Namespace) -> int:
     from trainer.config import load_config
+
+    config = load_config(args.config, args.overrides)  # fail fast, before importing torch
+
     from trainer.fit import fit
 
-    summary = fit(load_config(args.config, args.overrides))
+    summary = fit(config)
     line = f"CV val acc {summary['cv/val_acc_mean']:.4f} ± {summary['cv/val_acc_std']:.4f}"
     if "refit" in summary:
         line += f"; holdout acc {summary['refit']['test/acc']:.4f}"

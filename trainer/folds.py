@@ -35,6 +35,7 @@ class _Best:
     metrics: dict[str, float] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    epochs_trained: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,11 @@ class FoldRunner:
             _log_epoch(fold, epoch, metrics)
             events.on_epoch_end(fold, epoch, metrics)
             if val_idx is None or metrics["val/acc"] > best.metrics.get("val/acc", -1.0):
-                best = _Best(epoch, metrics, copy_state(model), probs if val_idx is not None else best.probs)
+                best = _Best(epoch, dict(metrics), copy_state(model), probs if val_idx is not None else best.probs)
             elif patience is not None and epoch - best.epoch >= patience:
                 log.info("%s: early stop after epoch %d (best %d)", fold.name, epoch + 1, best.epoch + 1)
                 break
-        best.metrics["epochs_trained"] = epoch + 1
+        best.epochs_trained = epoch + 1
         model.load_state_dict(best.state)
         return model, best
 
@@ -112,7 +113,7 @@ class FoldRunner:
         summary: dict[str, Any] = {
             "name": fold.name,
             "best/epoch": best.epoch,
-            "epochs_trained": int(best.metrics["epochs_trained"]),
+            "epochs_trained": best.epochs_trained,
             "checkpoint": str(checkpoint.weights),
             "predictions": str(predictions),
         }

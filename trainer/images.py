@@ -21,6 +21,10 @@ from trainer.transforms import Resize
 
 log = logging.getLogger(__name__)
 
+# Parallelism is across images (DataLoader workers), not inside one. OpenCV's own thread pool
+# also deadlocks in forked workers once the parent has used it, so it is never started.
+cv2.setNumThreads(1)
+
 
 class ImageReadError(UserError):
     """An image file that OpenCV cannot decode."""

@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -124,6 +123,6 @@ def set_epoch(loader: DataLoader[tuple[torch.Tensor, torch.Tensor]], epoch: int)
 
 
 def _init_worker(_worker_id: int) -> None:
-    # Workers share the machine with the model's threads: one thread each.
-    cv2.setNumThreads(1)
+    # Workers share the machine with the model's threads: one thread each (torch already
+    # sets this in its worker loop; OpenCV is single-threaded from trainer.images on).
     torch.set_num_threads(1)

@@ -56,6 +56,8 @@ def create_model(config: ModelConfig, num_classes: int) -> nn.Module:
         model = timm.create_model(config.backbone, **kwargs)
     except (OSError, RuntimeError, ValueError) as exc:
         raise UserError(_describe_load_failure(config, exc)) from exc
+    if config.weights is not None:
+        _check_weights_fit(model, config.weights)
     if config.freeze_backbone:
         freeze_backbone(model)
     return model
@@ -93,6 +95,22 @@ def _classifier(model: nn.Module) -> nn.Module:
 
 def _has_any(module: nn.Module, parameter_ids: set[int]) -> bool:
     return any(id(p) in parameter_ids for p in module.parameters())
+
+
+def _check_weights_fit(model: nn.Module, path: Path) -> None:
+    """timm loads non-strictly when the head changes: make sure the backbone really came from
+    the file (every non-classifier tensor present with the same shape)."""
+    stored = timm.models.load_state_dict(str(path), weights_only=True)
+    head = {id(p) for p in _classifier(model).parameters()}
+    head_names = {name for name, p in model.named_parameters() if id(p) in head}
+    wanted = {k: v for k, v in model.state_dict().items() if k not in head_names}
+    missing = [k for k, v in wanted.items() if k not in stored or stored[k].shape != v.shape]
+    if missing:
+        raise UserError(
+            f"weights file {path} does not fit backbone {model.default_cfg.get('architecture')}: "
+            f"{len(missing)} of {len(wanted)} tensors missing or of another shape "
+            f"(first: {missing[0]}); save a state dict of this backbone"
+        )
 
 
 def _describe_load_failure(config: ModelConfig, exc: Exception) -> str:

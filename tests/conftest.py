@@ -1,0 +1,44 @@
+"""Shared fixtures: a small real dataset and the demo config shrunk to seconds on CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from trainer.config import Config, config_from_dict
+from trainer.sample_data import write_digits
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "trainer" / "configs" / "demo.yaml"
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 digit classes x 24 images of 16 px, written by the real sample-data code."""
+    root = tmp_path_factory.mktemp("digits")
+    write_digits(root, classes=3, per_class=24, size=16)
+    return root
+
+
+def small_config(data_root: Path, out_dir: Path, **sections: dict[str, Any]) -> Config:
+    """The demo config shrunk to a couple of seconds: 2 folds, 1 epoch, 16 px, fp32, no bars."""
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["data"].update(root=str(data_root), folds=2, cache_mb=64, num_workers=0)
+    raw["train"].update(image_size=16, batch_size=16, epochs=1, refit=False)
+    raw["runtime"] = {"precision": "fp32", "channels_last": False, "progress": False}
+    raw["output"] = {"dir": str(out_dir)}
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    return config_from_dict(raw)
+
+
+@pytest.fixture
+def config(digits_dir: Path, tmp_path: Path) -> Config:
+    """A fresh small config writing into this test's temporary folder."""
+    return small_config(digits_dir, tmp_path / "outputs")

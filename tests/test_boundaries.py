@@ -1,0 +1,44 @@
+"""The flow runs one way: the engine never tracks or prunes, and each library has one home."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "trainer"
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def modules_importing(name: str) -> list[str]:
+    return sorted(p.name for p in PACKAGE.glob("*.py") if name in imported_roots(p))
+
+
+def test_trainer_never_imports_optuna() -> None:
+    assert modules_importing("optuna") == []
+
+
+def test_mlflow_has_at_most_one_home_in_trainer() -> None:
+    assert modules_importing("mlflow") in ([], ["tracking.py"])
+
+
+def test_albumentations_only_in_transforms() -> None:
+    assert modules_importing("albumentations") == ["transforms.py"]
+
+
+def test_engine_imports_no_tracking_pruning_or_data_libraries() -> None:
+    assert imported_roots(PACKAGE / "engine.py") & {"mlflow", "optuna", "albumentations", "cv2"} == set()
+
+
+def test_checker_sees_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text("import optuna.trial\nfrom mlflow import log_metric\n")
+    assert {"optuna", "mlflow"} <= imported_roots(sample)

@@ -1,0 +1,76 @@
+"""Backbone creation: names, local weights, freezing, the offline hub failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from trainer.config import ModelConfig
+from trainer.errors import UserError
+from trainer.model import create_model, trainable_parameters
+
+
+def test_unknown_backbone_suggests_close_matches() -> None:
+    with pytest.raises(UserError, match=r"unknown backbone 'resnet181'.*did you mean resnet18"):
+        create_model(ModelConfig(backbone="resnet181", pretrained=False), 3)
+
+
+def test_offline_hub_download_fails_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    # What a machine without network sees, without waiting for the hub client's retries.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(UserError) as info:
+        create_model(ModelConfig(backbone="test_resnet", pretrained=True), 3)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "set model.weights: PATH" in message and "model.pretrained: false" in message
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_local_weights_file_is_really_loaded(tmp_path: Path, suffix: str) -> None:
+    torch.manual_seed(123)
+    source = timm.create_model("test_resnet", pretrained=False)  # 1000-class head
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    torch.manual_seed(0)
+    random_init = timm.create_model("test_resnet", pretrained=False, num_classes=3).state_dict()
+    loaded = create_model(ModelConfig(backbone="test_resnet", weights=path), 3).state_dict()
+    backbone_keys = [k for k in loaded if not k.startswith("fc.") and k in state]
+    assert backbone_keys
+    for key in backbone_keys:
+        assert torch.equal(loaded[key], state[key]), key
+    assert any(not torch.equal(loaded[k], random_init[k]) for k in backbone_keys if "weight" in k)
+    assert loaded["fc.weight"].shape[0] == 3  # new head for our classes
+
+
+def test_missing_or_wrong_weights_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="weights file not found"):
+        create_model(ModelConfig(backbone="test_resnet", weights=tmp_path / "x.safetensors"), 3)
+    bad = tmp_path / "other.safetensors"
+    save_file({"unrelated": torch.zeros(2)}, str(bad))
+    with pytest.raises(UserError, match="does not fit backbone"):
+        create_model(ModelConfig(backbone="test_resnet", weights=bad), 3)
+
+
+def test_freezing_trains_only_the_head() -> None:
+    model = create_model(ModelConfig(backbone="test_resnet", pretrained=False, freeze_backbone=True), 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.Adam(trainable_parameters(model), lr=0.1)
+    model.train()
+    for _ in range(2):
+        loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = model.state_dict()
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed == {"fc.weight", "fc.bias"}
