@@ -35,7 +35,10 @@ def test_albumentations_only_in_transforms() -> None:
 
 
 def test_engine_imports_no_tracking_pruning_or_data_libraries() -> None:
-    assert imported_roots(PACKAGE / "engine.py") & {"mlflow", "optuna", "albumentations", "cv2"} == set()
+    assert (
+        imported_roots(PACKAGE / "engine.py") & {"mlflow", "optuna", "albumentations", "cv2"}
+        == set()
+    )
 
 
 def test_checker_sees_imports(tmp_path: Path) -> None:

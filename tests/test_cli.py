@@ -17,7 +17,11 @@ from .conftest import DEMO_CONFIG
 
 def trainer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "trainer", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "trainer", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -46,7 +50,9 @@ def test_debug_shows_the_traceback() -> None:
 
 def test_sample_data_fit_predict(tmp_path: Path) -> None:
     data = tmp_path / "digits"
-    assert main(["sample-data", str(data), "--classes", "3", "--per-class", "20", "--size", "16"]) == 0
+    assert (
+        main(["sample-data", str(data), "--classes", "3", "--per-class", "20", "--size", "16"]) == 0
+    )
     assert sorted(p.name for p in data.iterdir()) == ["0", "1", "2"]
     config = yaml.safe_load(DEMO_CONFIG.read_text())
     config["data"].update(root=str(data), folds=2)
@@ -59,7 +65,10 @@ def test_sample_data_fit_predict(tmp_path: Path) -> None:
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["data"]["root"] == str(data) and saved["runtime"]["progress"] is False
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--model", str(run_dir / "refit"), str(data / "1"), "--out", str(out)]) == 0
+    assert (
+        main(["predict", "--model", str(run_dir / "refit"), str(data / "1"), "--out", str(out)])
+        == 0
+    )
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 20
     assert list(rows[0]) == ["path", "predicted", "prob_0", "prob_1", "prob_2"]

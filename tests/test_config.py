@@ -22,7 +22,9 @@ def test_demo_config_loads_and_resolves_data_root() -> None:
 
 
 def test_override_sets_typed_value() -> None:
-    config = load_config(DEMO_CONFIG, ["train.lr=3e-4", "train.epochs=7", "model.freeze_backbone=true"])
+    config = load_config(
+        DEMO_CONFIG, ["train.lr=3e-4", "train.epochs=7", "model.freeze_backbone=true"]
+    )
     assert config.train.lr == pytest.approx(3e-4)
     assert config.train.epochs == 7
     assert config.model.freeze_backbone is True
@@ -30,7 +32,9 @@ def test_override_sets_typed_value() -> None:
 
 def test_unknown_key_names_key_and_allowed(tmp_path: Path) -> None:
     path = write(tmp_path, {"data": {"root": "x"}, "train": {"lrr": 0.1}})
-    with pytest.raises(UserError, match=r"unknown key 'train.lrr' \(allowed here: image_size,.*lr,"):
+    with pytest.raises(
+        UserError, match=r"unknown key 'train.lrr' \(allowed here: image_size,.*lr,"
+    ):
         load_config(path)
 
 
@@ -42,8 +46,13 @@ def test_bad_choice_lists_allowed_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("train.lr=0", "train.lr"), ("train.epochs=0", "train.epochs"), ("data.folds=0", "data.folds"),
-     ("train.image_size=abc", "train.image_size"), ("data.test_size=1.5", "data.test_size")],
+    [
+        ("train.lr=0", "train.lr"),
+        ("train.epochs=0", "train.epochs"),
+        ("data.folds=0", "data.folds"),
+        ("train.image_size=abc", "train.image_size"),
+        ("data.test_size=1.5", "data.test_size"),
+    ],
 )
 def test_bad_values_name_the_key(override: str, key: str) -> None:
     with pytest.raises(UserError, match=f"bad value for '{key}'"):

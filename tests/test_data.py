@@ -32,7 +32,10 @@ def test_class_folders_sorted_nested_and_non_images_ignored(tmp_path: Path) -> N
     samples = find_samples(tmp_path)
     assert samples.class_names == ("apple", "zebra")
     assert [samples.relative(i) for i in range(len(samples))] == [
-        "apple/c.png", "apple/deep/nested/b.PNG", "zebra/a.png"]
+        "apple/c.png",
+        "apple/deep/nested/b.PNG",
+        "zebra/a.png",
+    ]
     assert samples.labels.tolist() == [0, 0, 1]
 
 
@@ -48,8 +51,12 @@ def test_csv_paths_relative_to_csv(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("file,label\n", "missing column"), ("path,label\nimg/1.png,\n", "empty label"),
-     ("path,label\n../outside.png,a\n", "points outside"), ("path,label\nnope.png,a\n", "not found")],
+    [
+        ("file,label\n", "missing column"),
+        ("path,label\nimg/1.png,\n", "empty label"),
+        ("path,label\n../outside.png,a\n", "points outside"),
+        ("path,label\nnope.png,a\n", "not found"),
+    ],
 )
 def test_bad_csv_gives_clear_error(tmp_path: Path, content: str, message: str) -> None:
     png(tmp_path / "img" / "1.png", np.zeros((4, 4), np.uint8))
@@ -94,7 +101,9 @@ def test_single_fold_is_a_stratified_train_val_split(digits_dir: Path, tmp_path:
     assert np.bincount(samples.labels[val]).min() >= 4
 
 
-def test_split_file_is_reused(digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_split_file_is_reused(
+    digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     samples = find_samples(digits_dir)
     first = load_or_create_splits(samples, tmp_path / "s.csv", 0.1, 3, 0.2, seed=1)
     import trainer.splits

@@ -49,7 +49,9 @@ class Recorder(Callback):
         return [(f, e, {k: m[k] for k in QUALITY if k in m}) for f, e, m in self.epochs]
 
 
-def run(config_kwargs: dict[str, Any], digits_dir: Path, out: Path) -> tuple[dict[str, Any], Recorder]:
+def run(
+    config_kwargs: dict[str, Any], digits_dir: Path, out: Path
+) -> tuple[dict[str, Any], Recorder]:
     recorder = Recorder()
     summary = fit(small_config(digits_dir, out, **config_kwargs), [recorder])
     return summary, recorder
@@ -74,8 +76,18 @@ def test_worker_processes_do_not_change_results(digits_dir: Path, tmp_path: Path
 def test_hooks_in_order_and_metrics_complete(digits_dir: Path, tmp_path: Path) -> None:
     summary, recorder = run({"train": {"refit": True}}, digits_dir, tmp_path)
     assert [name for name, _ in recorder.events] == [
-        "fit_start", "fold_start", "epoch", "fold_end", "fold_start", "epoch", "fold_end",
-        "fold_start", "epoch", "fold_end", "fit_end"]
+        "fit_start",
+        "fold_start",
+        "epoch",
+        "fold_end",
+        "fold_start",
+        "epoch",
+        "fold_end",
+        "fold_start",
+        "epoch",
+        "fold_end",
+        "fit_end",
+    ]
     fold_metrics = recorder.epochs[0][2]
     assert set(fold_metrics) == {*QUALITY, "epoch/seconds", "epoch/images_per_second"}
     assert {"cv/val_acc_mean", "cv/val_acc_std", "cv/best_epoch_mean"} <= set(summary)
@@ -106,7 +118,9 @@ def test_early_stopping_keeps_best_epoch_and_checkpoint_reproduces_it(
 def test_checkpoint_reproduces_val_accuracy_exactly(digits_dir: Path, tmp_path: Path) -> None:
     summary, _ = run({"train": {"epochs": 2}}, digits_dir, tmp_path)
     for fold in summary["folds"]:
-        assert_checkpoint_reproduces(Path(fold["checkpoint"]).parent, digits_dir, fold["best/val_acc"])
+        assert_checkpoint_reproduces(
+            Path(fold["checkpoint"]).parent, digits_dir, fold["best/val_acc"]
+        )
 
 
 def assert_checkpoint_reproduces(folder: Path, digits_dir: Path, expected_acc: float) -> None:
@@ -158,7 +172,11 @@ def test_demo_config_three_epochs_on_sample_data_beat_chance(tmp_path: Path) -> 
     write_digits(tmp_path / "digits")  # all 1797 digits, 10 classes
     config = load_config(
         DEMO_CONFIG,
-        [f"data.root={tmp_path / 'digits'}", f"output.dir={tmp_path / 'out'}", "runtime.progress=false"],
+        [
+            f"data.root={tmp_path / 'digits'}",
+            f"output.dir={tmp_path / 'out'}",
+            "runtime.progress=false",
+        ],
     )
     assert config.train.epochs == 3
     summary = fit(config)

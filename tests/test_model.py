@@ -62,12 +62,16 @@ def test_missing_or_wrong_weights_file(tmp_path: Path) -> None:
 
 
 def test_freezing_trains_only_the_head() -> None:
-    model = create_model(ModelConfig(backbone="test_resnet", pretrained=False, freeze_backbone=True), 3)
+    model = create_model(
+        ModelConfig(backbone="test_resnet", pretrained=False, freeze_backbone=True), 3
+    )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.Adam(trainable_parameters(model), lr=0.1)
     model.train()
     for _ in range(2):
-        loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0]))
+        loss = torch.nn.functional.cross_entropy(
+            model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0])
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -28,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("fit", help="cross-validate (and refit) a config")
     fit.add_argument("config", type=Path, help="YAML config file")
     fit.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.lr=3e-4 (repeatable)",
     )
     fit.set_defaults(handler=_fit)
@@ -55,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_guarded(args.handler, args, debug=args.debug)
 
 
-def run_guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace,
-                debug: bool) -> int:
+def run_guarded(
+    handler: Callable[[argparse.Namespace], int], args: argparse.Namespace, debug: bool
+) -> int:
     """Run a command: user errors as one line, interrupts as exit 130, tracebacks on --debug."""
     configure_logging(debug)
     try:
@@ -73,8 +78,10 @@ def run_guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         if debug:
             raise
         message = (str(exc).strip().splitlines() or [""])[0]
-        print(f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -65,7 +65,9 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # cross-entropy label smoothing
     early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val gain; None = off
     refit: bool = False  # after CV, train on all non-test data and evaluate on the holdout
-    refit_epochs: int | None = Field(None, ge=1)  # None = epochs, or mean best epoch with early stop
+    refit_epochs: int | None = Field(
+        None, ge=1
+    )  # None = epochs, or mean best epoch with early stop
 
     @model_validator(mode="after")
     def _floor_below_peak(self) -> TrainConfig:
@@ -117,7 +119,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+        raise UserError(
+            f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"
+        )
     return config_from_dict(apply_overrides(raw, overrides or []), source=str(path))
 
 

@@ -44,7 +44,9 @@ class Samples:
         """SHA-256 over every image's relative path, label and bytes: the data's identity."""
         hasher = hashlib.sha256()
         for index, path in enumerate(self.paths):
-            hasher.update(f"{self.relative(index)}\0{self.class_names[self.labels[index]]}\0".encode())
+            hasher.update(
+                f"{self.relative(index)}\0{self.class_names[self.labels[index]]}\0".encode()
+            )
             hasher.update(hashlib.sha256(path.read_bytes()).digest())
         return hasher.hexdigest()
 
@@ -74,7 +76,7 @@ def find_samples(source: Path) -> Samples:
 
 
 def _pairs_from_folders(root: Path) -> list[tuple[Path, str]]:
-    pairs = []
+    pairs: list[tuple[Path, str]] = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         images = [
             path

@@ -38,9 +38,10 @@ def train_one_epoch(
     execution: Execution,
     progress: BatchProgress | None = None,
 ) -> dict[str, float]:
-    """One pass over ``batches``; returns ``loss``, ``acc``, ``lr``, ``seconds``, ``images_per_second``.
+    """One pass over ``batches``.
 
-    ``lr`` is the learning rate of the epoch's last batch.
+    Returns ``loss``, ``acc``, ``lr`` (of the epoch's last batch), ``seconds`` and
+    ``images_per_second``.
     """
     model.train()
     scaler = torch.amp.GradScaler(execution.device.type, enabled=execution.needs_grad_scaler)
@@ -104,9 +105,7 @@ def evaluate(
 
 
 @torch.no_grad()
-def predict(
-    model: nn.Module, batches: Iterable[torch.Tensor], execution: Execution
-) -> np.ndarray:
+def predict(model: nn.Module, batches: Iterable[torch.Tensor], execution: Execution) -> np.ndarray:
     """Class probabilities for unlabelled batches of images."""
     model.eval()
     outputs = []

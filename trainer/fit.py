@@ -65,20 +65,32 @@ def prepare(config: Config) -> Prepared:
         digest, config.data.test_size, config.data.folds, config.data.val_size, config.seed
     )
     splits = load_or_create_splits(
-        samples, split_dir / name, config.data.test_size, config.data.folds,
-        config.data.val_size, config.seed,
+        samples,
+        split_dir / name,
+        config.data.test_size,
+        config.data.folds,
+        config.data.val_size,
+        config.seed,
     )
     probe = timm.create_model(config.model.backbone, pretrained=False, num_classes=2)
     spec = data_spec(probe)
     execution = resolve_execution(
-        config.runtime, probe, config.train.image_size, config.train.batch_size,
+        config.runtime,
+        probe,
+        config.train.image_size,
+        config.train.batch_size,
         key=f"{config.model.backbone}{'-frozen' if config.model.freeze_backbone else ''}",
     )
     run_dir = _new_run_dir(config)
     save_config(config, run_dir / "config.yaml")
     info = FitInfo(
-        config=config, samples=samples, splits=splits, data_digest=digest,
-        execution=execution, run_dir=run_dir, n_folds=splits.n_folds,
+        config=config,
+        samples=samples,
+        splits=splits,
+        data_digest=digest,
+        execution=execution,
+        run_dir=run_dir,
+        n_folds=splits.n_folds,
     )
     resize = Resize(config.train.image_size)
     runner = FoldRunner(
@@ -106,7 +118,9 @@ def _train_all(prepared: Prepared, events: Callback) -> dict[str, Any]:
     }
     log.info(
         "cross-validation: val acc %.4f ± %.4f over %d fold(s)",
-        summary["cv/val_acc_mean"], summary["cv/val_acc_std"], len(folds),
+        summary["cv/val_acc_mean"],
+        summary["cv/val_acc_std"],
+        len(folds),
     )
     if info.config.train.refit:
         summary["refit"] = runner.run_refit(refit_epochs(info.config, folds), events)
@@ -129,10 +143,16 @@ def _log_start(info: FitInfo) -> None:
     samples, splits = info.samples, info.splits
     log.info(
         "%d images, %d classes; holdout %d, %d fold(s); split file %s",
-        len(samples), len(samples.class_names), len(splits.test), info.n_folds, splits.path,
+        len(samples),
+        len(samples.class_names),
+        len(splits.test),
+        info.n_folds,
+        splits.path,
     )
     log.info(
         "%s on %s; torch threads %d; run folder %s",
-        info.config.model.backbone, info.execution.describe(), torch.get_num_threads(),
+        info.config.model.backbone,
+        info.execution.describe(),
+        torch.get_num_threads(),
         info.run_dir,
     )

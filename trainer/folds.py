@@ -78,14 +78,17 @@ class FoldRunner:
         model = to_device(model, self.info.execution.device, self.info.execution.channels_last)
         train_loader = self._loader(train_idx, True, fold.index)
         optimizer = create_optimizer(model, config.train)
-        scheduler = create_scheduler(optimizer, config.train, len(train_loader), config.train.epochs)
+        scheduler = create_scheduler(
+            optimizer, config.train, len(train_loader), config.train.epochs
+        )
         loss_fn = nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing)
         events.on_fold_start(fold)
         best, patience = _Best(), config.train.early_stopping_patience
         for epoch in range(fold.epochs):
             set_epoch(train_loader, epoch)
-            with EpochBar(len(train_loader), f"{fold.name} {epoch + 1}/{fold.epochs}",
-                          config.runtime.progress) as bar:
+            with EpochBar(
+                len(train_loader), f"{fold.name} {epoch + 1}/{fold.epochs}", config.runtime.progress
+            ) as bar:
                 train = train_one_epoch(
                     model, train_loader, optimizer, scheduler, loss_fn, self.info.execution, bar
                 )
@@ -96,9 +99,16 @@ class FoldRunner:
             _log_epoch(fold, epoch, metrics)
             events.on_epoch_end(fold, epoch, metrics)
             if val_idx is None or metrics["val/acc"] > best.metrics.get("val/acc", -1.0):
-                best = _Best(epoch, dict(metrics), copy_state(model), probs if val_idx is not None else best.probs)
+                best = _Best(
+                    epoch,
+                    dict(metrics),
+                    copy_state(model),
+                    probs if val_idx is not None else best.probs,
+                )
             elif patience is not None and epoch - best.epoch >= patience:
-                log.info("%s: early stop after epoch %d (best %d)", fold.name, epoch + 1, best.epoch + 1)
+                log.info(
+                    "%s: early stop after epoch %d (best %d)", fold.name, epoch + 1, best.epoch + 1
+                )
                 break
         best.epochs_trained = epoch + 1
         model.load_state_dict(best.state)
@@ -108,7 +118,9 @@ class FoldRunner:
         self, fold: FoldInfo, model: nn.Module, best: _Best, eval_idx: np.ndarray, events: Callback
     ) -> dict[str, Any]:
         checkpoint = save_checkpoint(fold.out_dir, best.state, self._meta(fold, model, best))
-        predictions = fold.out_dir / ("test_predictions.csv" if fold.index < 0 else "val_predictions.csv")
+        predictions = fold.out_dir / (
+            "test_predictions.csv" if fold.index < 0 else "val_predictions.csv"
+        )
         self._write_predictions(predictions, eval_idx, best.probs)
         summary: dict[str, Any] = {
             "name": fold.name,
@@ -118,7 +130,9 @@ class FoldRunner:
             "predictions": str(predictions),
         }
         if "val/acc" in best.metrics:
-            summary.update({"best/val_acc": best.metrics["val/acc"], "best/val_loss": best.metrics["val/loss"]})
+            summary.update(
+                {"best/val_acc": best.metrics["val/acc"], "best/val_loss": best.metrics["val/loss"]}
+            )
         summary.update({k: v for k, v in best.metrics.items() if k.startswith("test/")})
         events.on_fold_end(fold, summary)
         return summary
@@ -144,14 +158,20 @@ class FoldRunner:
     def _fold_info(
         self, name: str, index: int, train_idx: np.ndarray, eval_idx: np.ndarray, epochs: int
     ) -> FoldInfo:
-        return FoldInfo(name, index, len(train_idx), len(eval_idx), epochs, self.info.run_dir / name)
+        return FoldInfo(
+            name, index, len(train_idx), len(eval_idx), epochs, self.info.run_dir / name
+        )
 
     def _loader(self, indices: np.ndarray, train: bool, fold_index: int) -> Any:
         config = self.info.config
         batch_size = config.train.batch_size
         if train and batch_size > len(indices):
-            log.warning("train.batch_size %d exceeds the %d training images; using %d",
-                        batch_size, len(indices), len(indices))
+            log.warning(
+                "train.batch_size %d exceeds the %d training images; using %d",
+                batch_size,
+                len(indices),
+                len(indices),
+            )
             batch_size = len(indices)
         pipeline = self.train_pipeline if train else self.eval_pipeline
         subset = ImageSubset(self.cache, self.info.samples.labels, indices, pipeline)
@@ -170,14 +190,18 @@ class FoldRunner:
         samples = self.info.samples
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["path", "label", "predicted", *(f"prob_{c}" for c in samples.class_names)])
+            writer.writerow(
+                ["path", "label", "predicted", *(f"prob_{c}" for c in samples.class_names)]
+            )
             for row, index in enumerate(indices):
-                writer.writerow([
-                    samples.relative(int(index)),
-                    samples.class_names[samples.labels[index]],
-                    samples.class_names[int(probs[row].argmax())],
-                    *(f"{p:.6f}" for p in probs[row]),
-                ])
+                writer.writerow(
+                    [
+                        samples.relative(int(index)),
+                        samples.class_names[samples.labels[index]],
+                        samples.class_names[int(probs[row].argmax())],
+                        *(f"{p:.6f}" for p in probs[row]),
+                    ]
+                )
 
 
 def refit_epochs(config: Config, folds: list[dict[str, Any]]) -> int:
@@ -206,12 +230,21 @@ def _log_epoch(fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
         val = f" | val loss {metrics['val/loss']:.4f} acc {metrics['val/acc']:.4f}"
     log.info(
         "%s epoch %d/%d: train loss %.4f acc %.4f%s | lr %.2e | %.1f s, %.0f img/s",
-        fold.name, epoch + 1, fold.epochs, metrics["train/loss"], metrics["train/acc"], val,
-        metrics["lr"], metrics["epoch/seconds"], metrics["epoch/images_per_second"],
+        fold.name,
+        epoch + 1,
+        fold.epochs,
+        metrics["train/loss"],
+        metrics["train/acc"],
+        val,
+        metrics["lr"],
+        metrics["epoch/seconds"],
+        metrics["epoch/images_per_second"],
     )
 
 
-def _holdout_report(truth: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
+def _holdout_report(
+    truth: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]
+) -> dict[str, Any]:
     predicted = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
     precision, recall, _, support = precision_recall_fscore_support(

@@ -67,9 +67,7 @@ class ImageCache:
     time they are read. Shared between processes only when workers are forked after it is made.
     """
 
-    def __init__(
-        self, paths: tuple[Path, ...], resize: Resize, capacity: int
-    ) -> None:
+    def __init__(self, paths: tuple[Path, ...], resize: Resize, capacity: int) -> None:
         self.paths = paths
         self.resize = resize
         size = self.size = resize.size
@@ -79,7 +77,9 @@ class ImageCache:
         self._buffer = mmap.mmap(-1, max(1, self.capacity * (self._image_bytes + 1)))
         self._filled = np.frombuffer(self._buffer, dtype=np.uint8, count=self.capacity)
         self._pixels = np.frombuffer(
-            self._buffer, dtype=np.uint8, count=self.capacity * self._image_bytes,
+            self._buffer,
+            dtype=np.uint8,
+            count=self.capacity * self._image_bytes,
             offset=self.capacity,
         ).reshape(self.capacity, size, size, 3)
 
@@ -132,7 +132,10 @@ class CacheRegistry:
             log.warning(
                 "image cache holds %d of %d images at %d px within data.cache_mb=%d; "
                 "raise it to cache all",
-                cache.capacity, len(paths), size, budget_mb,
+                cache.capacity,
+                len(paths),
+                size,
+                budget_mb,
             )
         self._caches[key] = cache
         return cache

@@ -11,6 +11,7 @@ from typing import Any
 
 import timm
 import torch
+from timm.utils.model import freeze
 from torch import nn
 
 from trainer.config import ModelConfig
@@ -67,7 +68,7 @@ def freeze_backbone(model: nn.Module) -> None:
     """Train only the classifier: backbone weights fixed and its BatchNorm statistics too."""
     head = set(map(id, _classifier(model).parameters()))
     frozen = [name for name, child in model.named_children() if not _has_any(child, head)]
-    timm.utils.freeze(model, frozen)
+    freeze(model, frozen)
 
 
 def data_spec(model: nn.Module) -> DataSpec:
@@ -107,7 +108,7 @@ def _check_weights_fit(model: nn.Module, path: Path) -> None:
     missing = [k for k, v in wanted.items() if k not in stored or stored[k].shape != v.shape]
     if missing:
         raise UserError(
-            f"weights file {path} does not fit backbone {model.default_cfg.get('architecture')}: "
+            f"weights file {path} does not fit backbone {type(model).__name__}: "
             f"{len(missing)} of {len(wanted)} tensors missing or of another shape "
             f"(first: {missing[0]}); save a state dict of this backbone"
         )

@@ -30,7 +30,7 @@ def create_scheduler(
     With ``warmup_epochs``, a linear warmup covers the first batches and the cosine the rest.
     """
     total = max(1, steps_per_epoch * epochs)
-    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
+    warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
     cosine = CosineAnnealingLR(optimizer, T_max=total - warmup, eta_min=config.min_lr)
     if warmup <= 0:
         return cosine

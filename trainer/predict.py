@@ -57,7 +57,9 @@ class Predictor:
 
 def _usable_precision(device: torch.device, trained: str) -> str:
     """The precision the model was validated with, unless this device cannot run it."""
-    if device.type == "cpu" and (trained == "fp16" or (trained == "bf16" and not cpu_supports_bf16())):
+    if device.type == "cpu" and (
+        trained == "fp16" or (trained == "bf16" and not cpu_supports_bf16())
+    ):
         return "fp32"
     return trained
 

@@ -60,7 +60,9 @@ class Execution:
 
     def describe(self) -> str:
         """e.g. ``cpu bf16 channels_last``."""
-        return f"{self.device.type} {self.precision}" + (" channels_last" if self.channels_last else "")
+        return f"{self.device.type} {self.precision}" + (
+            " channels_last" if self.channels_last else ""
+        )
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

@@ -48,21 +48,26 @@ class Pipeline:
         self.size = size
         steps: list[A.BasicTransform] = []
         if augment is not None:
-            steps = _augmentations(size, augment)
-        steps += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
+            steps = _augmentations(augment)
+        steps += [
+            A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0),
+            ToTensorV2(),
+        ]
         self._compose = A.Compose(steps, seed=0)
 
     def __call__(self, images: Sequence[np.ndarray], seed: int) -> torch.Tensor:
-        """Transform a batch of images with randomness drawn from ``seed``; returns N x C x H x W."""
+        """Transform a batch with randomness drawn from ``seed``; returns N x C x H x W."""
         self._compose.set_random_seed(seed)
         return torch.stack([self._compose(image=image)["image"] for image in images])
 
 
-def _augmentations(size: int, augment: AugmentConfig) -> list[A.BasicTransform]:
+def _augmentations(augment: AugmentConfig) -> list[A.BasicTransform]:
     steps: list[A.BasicTransform] = []
     if augment.rotate_p > 0 and augment.rotate_limit > 0:
         steps.append(
-            A.Rotate(limit=augment.rotate_limit, border_mode=cv2.BORDER_REFLECT_101, p=augment.rotate_p)
+            A.Rotate(
+                limit=augment.rotate_limit, border_mode=cv2.BORDER_REFLECT_101, p=augment.rotate_p
+            )
         )
     if augment.hflip_p > 0:
         steps.append(A.HorizontalFlip(p=augment.hflip_p))
