@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,53 @@ def test_demo_config_three_epochs_on_sample_data_beat_chance(tmp_path: Path) -> 
     summary = fit(config)
     assert summary["cv/val_acc_mean"] > 0.6  # chance is 0.1
     assert summary["refit"]["test/acc"] > 0.6
+
+
+def test_two_fits_share_one_split_file(digits_dir: Path, tmp_path: Path) -> None:
+    first = fit(small_config(digits_dir, tmp_path))
+    second = fit(small_config(digits_dir, tmp_path))
+    assert first["run_dir"] != second["run_dir"]
+    assert len(list((tmp_path / "splits").iterdir())) == 1
+    for a, b in zip(first["folds"], second["folds"], strict=True):
+        va = Path(a["predictions"]).read_text().splitlines()
+        vb = Path(b["predictions"]).read_text().splitlines()
+        assert [r.split(",")[0] for r in va] == [r.split(",")[0] for r in vb]
+
+
+def test_bf16_fit_runs_on_cpu(digits_dir: Path, tmp_path: Path) -> None:
+    summary = fit(
+        small_config(digits_dir, tmp_path, runtime={"precision": "bf16", "channels_last": True})
+    )
+    assert (
+        json.loads((Path(summary["folds"][0]["checkpoint"]).with_suffix(".json")).read_text())[
+            "precision"
+        ]
+        == "bf16"
+    )
+
+
+def test_frozen_fit_from_local_weights_keeps_the_file_backbone(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    import timm
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(5)
+    source = timm.create_model("test_resnet", pretrained=False)
+    weights = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
+    config = small_config(
+        digits_dir,
+        tmp_path / "out",
+        model={"weights": str(weights), "freeze_backbone": True},
+        train={"epochs": 2},
+    )
+    summary = fit(config)
+    trained = load_file(summary["folds"][0]["checkpoint"])
+    original = load_file(str(weights))
+    backbone = [k for k in trained if not k.startswith("fc.")]
+    assert all(torch.equal(trained[k], original[k]) for k in backbone if k in original)
+    assert not torch.equal(trained["fc.weight"][:3], original["fc.weight"][:3])
+    fold = summary["folds"][0]
+    assert_checkpoint_reproduces(Path(fold["checkpoint"]).parent, digits_dir, fold["best/val_acc"])

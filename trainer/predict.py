@@ -17,6 +17,7 @@ from trainer.dataset import IMAGE_EXTENSIONS
 from trainer.engine import predict
 from trainer.errors import UserError
 from trainer.images import read_rgb
+from trainer.model import freeze_backbone
 from trainer.runtime import Execution, cpu_supports_bf16, select_device
 from trainer.transforms import Pipeline, Resize
 
@@ -32,6 +33,8 @@ class Predictor:
         self.model: nn.Module = timm.create_model(
             meta["backbone"], pretrained=False, num_classes=len(self.class_names)
         )
+        if meta["config"]["model"]["freeze_backbone"]:
+            freeze_backbone(self.model)  # same module types (frozen BatchNorm) as in training
         load_state(self.model, checkpoint)
         resolved = select_device(device)
         precision = _usable_precision(resolved, str(meta["precision"]))

@@ -1,0 +1,89 @@
+"""Device and precision selection: the CPU paths, and the CPU fallbacks of the GPU ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from trainer import runtime
+from trainer.config import RuntimeConfig
+from trainer.errors import UserError
+from trainer.runtime import Execution, resolve_execution, select_device
+
+
+@pytest.fixture
+def model() -> torch.nn.Module:
+    return timm.create_model("test_resnet", pretrained=False, num_classes=3)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+
+def test_auto_device_falls_back_to_cpu_and_cuda_request_is_refused() -> None:
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        assert select_device("auto").type == "cpu"
+        with pytest.raises(UserError, match="no CUDA device"):
+            select_device("cuda")
+
+
+def test_auto_times_candidates_once_then_reads_cache(
+    model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timed: list[str] = []
+
+    def fake_timing(_m: object, execution: Execution, *_: object) -> float:
+        timed.append(execution.describe())
+        return 1.0 if execution.precision == "bf16" and execution.channels_last else 2.0
+
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "time_training_step", fake_timing)
+    config = RuntimeConfig(device="cpu", precision="auto", channels_last="auto")
+    first = resolve_execution(config, model, 32, 8, key="test_resnet")
+    assert sorted(timed) == sorted(
+        ["cpu fp32", "cpu fp32 channels_last", "cpu bf16", "cpu bf16 channels_last"]
+    )
+    assert (first.precision, first.channels_last) == ("bf16", True)
+    timed.clear()
+    again = resolve_execution(config, model, 32, 8, key="test_resnet")
+    assert again == first and timed == []  # cached per machine, model, size, batch
+
+
+def test_bf16_is_not_a_candidate_without_cpu_support(
+    model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: False)
+    config = RuntimeConfig(device="cpu", precision="auto", channels_last=False)
+    assert resolve_execution(config, model, 16, 4, key="k").precision == "fp32"
+
+
+def test_non_finite_mode_is_never_chosen(model: torch.nn.Module) -> None:
+    broken = timm.create_model("test_resnet", pretrained=False, num_classes=3)
+    with torch.no_grad():
+        broken.get_classifier().bias.fill_(float("nan"))
+    cpu = Execution(torch.device("cpu"), "fp32", False)
+    assert runtime.time_training_step(broken, cpu, 16, 2) == float("inf")
+    assert runtime.time_training_step(model, cpu, 16, 2) < float("inf")
+
+
+def test_real_measurement_picks_a_working_mode(model: torch.nn.Module) -> None:
+    config = RuntimeConfig(device="cpu", precision="auto", channels_last="auto")
+    execution = resolve_execution(config, model, 16, 4, key="real")
+    with execution.autocast():
+        out = model.to(
+            memory_format=torch.channels_last
+            if execution.channels_last
+            else torch.contiguous_format
+        )(torch.randn(2, 3, 16, 16))
+    assert torch.isfinite(out.float()).all()
+
+
+def test_fp16_needs_a_grad_scaler_and_bf16_does_not() -> None:
+    cpu = torch.device("cpu")
+    assert Execution(cpu, "fp16", False).needs_grad_scaler
+    assert not Execution(cpu, "bf16", True).needs_grad_scaler
+    assert Execution(cpu, "fp32", False).autocast_dtype is None
