@@ -2,7 +2,10 @@
 
 The fit loop calls these hooks in order::
 
-    on_fit_start  (on_fold_start  on_epoch_end*  on_fold_end)*  on_fit_end | on_fit_error
+    on_fit_start  (on_fold_start  (on_epoch_end on_checkpoint?)*  on_fold_end)*
+    on_fit_end | on_fit_error
+
+``on_checkpoint`` comes after every epoch only with ``tracking.log_checkpoints: all``.
 
 Folds are named ``fold-0``, ``fold-1``, ... and the final training on all non-test data is
 ``refit``. A callback may raise from ``on_epoch_end`` to stop the fit (a pruner does); the fit
@@ -60,6 +63,9 @@ class Callback:
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
         """After an epoch; ``metrics`` has train/*, val/* (folds only), lr, epoch/*."""
 
+    def on_checkpoint(self, fold: FoldInfo, epoch: int, directory: Path) -> None:
+        """An epoch's checkpoint was written to ``directory`` (``log_checkpoints: all``)."""
+
     def on_fold_end(self, fold: FoldInfo, summary: dict[str, Any]) -> None:
         """After a fold: best metrics, epochs trained, and file paths under ``fold.out_dir``."""
 
@@ -87,6 +93,10 @@ class CallbackList(Callback):
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
         for callback in self.callbacks:
             callback.on_epoch_end(fold, epoch, metrics)
+
+    def on_checkpoint(self, fold: FoldInfo, epoch: int, directory: Path) -> None:
+        for callback in self.callbacks:
+            callback.on_checkpoint(fold, epoch, directory)
 
     def on_fold_end(self, fold: FoldInfo, summary: dict[str, Any]) -> None:
         for callback in self.callbacks:

@@ -7,16 +7,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 
-from trainer.errors import UserError
+from trainer.errors import Terminated, UserError
 
 log = logging.getLogger("trainer")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"signal {signum}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     fit = commands.add_parser("fit", help="cross-validate (and refit) a config")
-    fit.add_argument("config", type=Path, help="YAML config file")
+    fit.add_argument("config", type=Path, nargs="?", help="YAML config file")
+    fit.add_argument(
+        "--from-run", metavar="RUN_ID", help="re-run a logged run from its config and split file"
+    )
     fit.add_argument(
         "--set",
         dest="overrides",
@@ -62,8 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_guarded(
     handler: Callable[[argparse.Namespace], int], args: argparse.Namespace, debug: bool
 ) -> int:
-    """Run a command: user errors as one line, interrupts as exit 130, tracebacks on --debug."""
+    """Run a command: user errors as one line, interrupts as exit 130, tracebacks on --debug.
+
+    SIGTERM raises ``Terminated`` (a KeyboardInterrupt), so that runs end KILLED, not RUNNING.
+    """
     configure_logging(debug)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return handler(args)
     except UserError as exc:
@@ -71,6 +85,9 @@ def run_guarded(
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -99,13 +116,29 @@ def configure_logging(debug: bool) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from trainer.config import load_config
+    from trainer.config import apply_overrides, config_from_dict, load_config
 
-    config = load_config(args.config, args.overrides)  # fail fast, before importing torch
+    if (args.config is None) == (args.from_run is None):
+        raise UserError("trainer fit takes a CONFIG file or --from-run RUN_ID (one of the two)")
+    reference: dict[str, str] | None = None
+    if args.from_run:
+        from trainer.tracking import config_from_run
+
+        config, reference = config_from_run(args.from_run)
+        config = config_from_dict(apply_overrides(config.to_dict(), args.overrides), "--set")
+    else:
+        config = load_config(args.config, args.overrides)  # fail fast, before importing torch
+    callbacks = []
+    if config.tracking.enabled:
+        from trainer.tracking import MlflowTracker
+
+        callbacks.append(
+            MlflowTracker(config.tracking, config.experiment, reference_tags=reference)
+        )
 
     from trainer.fit import fit
 
-    summary = fit(config)
+    summary = fit(config, callbacks)
     line = f"CV val acc {summary['cv/val_acc_mean']:.4f} ± {summary['cv/val_acc_std']:.4f}"
     if "refit" in summary:
         line += f"; holdout acc {summary['refit']['test/acc']:.4f}"

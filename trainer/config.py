@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trainer.errors import UserError
 
@@ -92,6 +99,16 @@ class OutputConfig(_Section):
     dir: Path = Path("outputs")  # runs go to <dir>/<experiment>/<run name>/
 
 
+class TrackingConfig(_Section):
+    """What goes to MLflow (``tracking: false`` turns it off)."""
+
+    enabled: bool = True  # log runs to MLflow; false for quick local runs
+    uri: str | None = None  # tracking URI; MLFLOW_TRACKING_URI wins; default sqlite in mlruns/
+    log_checkpoints: Literal["best", "all", "none"] = "best"  # per fold: best epoch, every epoch
+    log_model: bool = True  # log the refit (else best fold's) model as an MLflow pyfunc model
+    plots: bool = True  # learning curves and confusion matrices (plotly HTML + PNG)
+
+
 class Config(_Section):
     """Everything one ``trainer fit`` needs."""
 
@@ -103,6 +120,12 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     output: OutputConfig = OutputConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _tracking_switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain YAML/JSON-safe values."""

@@ -9,3 +9,7 @@ class UserError(Exception):
     The command line prints ``error: <message>`` on one line and exits non-zero, without a
     traceback (``--debug`` shows it). Messages say what is wrong, where, and how to fix it.
     """
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM: stop like Ctrl-C, ending runs KILLED."""

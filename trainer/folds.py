@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
@@ -36,6 +37,17 @@ class _Best:
     state: dict[str, Any] = field(default_factory=dict)
     probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     epochs_trained: int = 0
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What one fold trains with."""
+
+    model: nn.Module
+    train_loader: Any
+    val_loader: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
 
 
 @dataclass(frozen=True)
@@ -72,47 +84,87 @@ class FoldRunner:
     def _train(
         self, fold: FoldInfo, train_idx: np.ndarray, val_idx: np.ndarray | None, events: Callback
     ) -> tuple[nn.Module, _Best]:
-        config = self.info.config
-        seed_everything(self._seed(fold.index), config.runtime.deterministic)
-        model = create_model(config.model, len(self.info.samples.class_names))
-        model = to_device(model, self.info.execution.device, self.info.execution.channels_last)
-        train_loader = self._loader(train_idx, True, fold.index)
-        optimizer = create_optimizer(model, config.train)
-        scheduler = create_scheduler(
-            optimizer, config.train, len(train_loader), config.train.epochs
-        )
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing)
+        parts = self._build(fold, train_idx, val_idx)
         events.on_fold_start(fold)
-        best, patience = _Best(), config.train.early_stopping_patience
+        best, patience = _Best(), self.info.config.train.early_stopping_patience
         for epoch in range(fold.epochs):
-            set_epoch(train_loader, epoch)
-            with EpochBar(
-                len(train_loader), f"{fold.name} {epoch + 1}/{fold.epochs}", config.runtime.progress
-            ) as bar:
-                train = train_one_epoch(
-                    model, train_loader, optimizer, scheduler, loss_fn, self.info.execution, bar
-                )
-            metrics = _epoch_metrics(train)
-            if val_idx is not None:
-                val, probs, _ = evaluate(model, self._loader(val_idx, False, 0), *self._eval_args())
-                metrics.update({"val/loss": val["loss"], "val/acc": val["acc"]})
+            metrics, probs = self._epoch(fold, epoch, parts)
             _log_epoch(fold, epoch, metrics)
             events.on_epoch_end(fold, epoch, metrics)
-            if val_idx is None or metrics["val/acc"] > best.metrics.get("val/acc", -1.0):
-                best = _Best(
-                    epoch,
-                    dict(metrics),
-                    copy_state(model),
-                    probs if val_idx is not None else best.probs,
-                )
+            if self._every_epoch_checkpoint:
+                self._checkpoint_epoch(fold, epoch, parts.model, metrics, events)
+            if parts.val_loader is None or metrics["val/acc"] > best.metrics.get("val/acc", -1.0):
+                best = _Best(epoch, dict(metrics), copy_state(parts.model), probs)
             elif patience is not None and epoch - best.epoch >= patience:
                 log.info(
                     "%s: early stop after epoch %d (best %d)", fold.name, epoch + 1, best.epoch + 1
                 )
                 break
         best.epochs_trained = epoch + 1
-        model.load_state_dict(best.state)
-        return model, best
+        parts.model.load_state_dict(best.state)
+        return parts.model, best
+
+    def _build(self, fold: FoldInfo, train_idx: np.ndarray, val_idx: np.ndarray | None) -> _Parts:
+        config = self.info.config
+        seed_everything(self._seed(fold.index), config.runtime.deterministic)
+        model = create_model(config.model, len(self.info.samples.class_names))
+        model = to_device(model, self.info.execution.device, self.info.execution.channels_last)
+        train_loader = self._loader(train_idx, True, fold.index)
+        optimizer = create_optimizer(model, config.train)
+        return _Parts(
+            model=model,
+            train_loader=train_loader,
+            val_loader=None if val_idx is None else self._loader(val_idx, False, fold.index),
+            optimizer=optimizer,
+            scheduler=create_scheduler(
+                optimizer, config.train, len(train_loader), config.train.epochs
+            ),
+        )
+
+    def _epoch(
+        self, fold: FoldInfo, epoch: int, parts: _Parts
+    ) -> tuple[dict[str, float], np.ndarray]:
+        """Train one epoch and validate; returns the metrics and the validation probabilities."""
+        loss_fn, execution = self._eval_args()
+        set_epoch(parts.train_loader, epoch)
+        description = f"{fold.name} {epoch + 1}/{fold.epochs}"
+        with EpochBar(
+            len(parts.train_loader), description, self.info.config.runtime.progress
+        ) as bar:
+            train = train_one_epoch(
+                parts.model,
+                parts.train_loader,
+                parts.optimizer,
+                parts.scheduler,
+                loss_fn,
+                execution,
+                bar,
+            )
+        metrics = _epoch_metrics(train)
+        probs = np.zeros((0, 0))
+        if parts.val_loader is not None:
+            val, probs, _ = evaluate(parts.model, parts.val_loader, loss_fn, execution)
+            metrics.update({"val/loss": val["loss"], "val/acc": val["acc"]})
+        return metrics, probs
+
+    def _checkpoint_epoch(
+        self,
+        fold: FoldInfo,
+        epoch: int,
+        model: nn.Module,
+        metrics: dict[str, float],
+        events: Callback,
+    ) -> None:
+        directory = fold.out_dir / "epochs" / f"epoch-{epoch:03d}"
+        save_checkpoint(
+            directory, copy_state(model), self._meta(fold, model, _Best(epoch, metrics))
+        )
+        events.on_checkpoint(fold, epoch, directory)
+
+    @property
+    def _every_epoch_checkpoint(self) -> bool:
+        tracking = self.info.config.tracking
+        return tracking.enabled and tracking.log_checkpoints == "all"
 
     def _finish(
         self, fold: FoldInfo, model: nn.Module, best: _Best, eval_idx: np.ndarray, events: Callback

@@ -1,0 +1,456 @@
+"""MLflow tracking of fits: the one module of ``trainer`` that imports mlflow.
+
+Run tree (the report, the studies and the registry rely on it)::
+
+    <run>               params: every config key; tags: code, data, machine; metrics cv/*, test/*
+      fold-0 ... fold-k train/*, val/*, lr, epoch/* at step=epoch; best/*; checkpoint, plots
+      refit             train/* per epoch; test/*; holdout predictions and confusion matrix
+
+Children are nested through the ``mlflow.parentRunId`` tag with explicit run ids, so nothing
+depends on MLflow's thread-local "active run" (which does not cross processes).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.pyfunc.model import PythonModel
+from mlflow.types import ColSpec, Schema, TensorSpec
+from sklearn.metrics import confusion_matrix
+
+from trainer import plots, provenance
+from trainer.callbacks import Callback, FitInfo, FoldInfo
+from trainer.checkpoint import find_checkpoint
+from trainer.config import Config, TrackingConfig, flatten, load_config
+from trainer.errors import UserError
+from trainer.images import read_rgb
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_STORE = Path("mlruns")  # relative to the working directory
+PARENT_RUN_TAG = "mlflow.parentRunId"
+_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri``, else SQLite in ``./mlruns``."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if uri:
+        return uri
+    store = EMBEDDED_STORE.resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created (with artifacts beside a SQLite store) if missing."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name, artifact_location=_artifact_root(client)))
+    except MlflowException:  # created meanwhile by another process
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
+def _artifact_root(client: MlflowClient) -> str | None:
+    uri = client.tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return None  # a server or database decides where artifacts go
+    return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+
+
+def metric_key(name: str) -> str:
+    """A metric or param key MLflow accepts (odd characters in class names become ``_``)."""
+    return _KEY_CHARS.sub("_", name)
+
+
+class MlflowTracker(Callback):
+    """Logs a fit as a parent run with one child run per fold (and the refit).
+
+    ``run_id`` attaches to an existing run (a study's trial run) instead of creating one; that
+    run's owner then ends it. Errors of the ``killed_on`` types end runs KILLED, others FAILED.
+    """
+
+    def __init__(
+        self,
+        settings: TrackingConfig,
+        experiment: str,
+        run_id: str | None = None,
+        killed_on: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
+        reference_tags: dict[str, str] | None = None,
+    ) -> None:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        self.settings = settings
+        self.client = MlflowClient(tracking_uri(settings.uri))
+        self.experiment_id = ensure_experiment(self.client, experiment)
+        self.run_id = run_id
+        self.owns_run = run_id is None
+        self.killed_on = killed_on
+        self.reference_tags = reference_tags
+        self.child_id: str | None = None
+        self.history: plots.History = {}
+        self.info: FitInfo | None = None
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        self.info = info
+        tags = run_tags(info)
+        if self.run_id is None:
+            run = self.client.create_run(self.experiment_id, run_name=info.run_dir.name, tags=tags)
+            self.run_id = run.info.run_id
+        else:
+            self._log(self.run_id, tags=tags)
+        params = [Param(metric_key(k), str(v)) for k, v in flatten(info.config.to_dict()).items()]
+        for start in range(0, len(params), 100):
+            self._log(self.run_id, params=params[start : start + 100])
+        self._log_lineage(info)
+        if self.reference_tags is not None:
+            warn_if_different(self.reference_tags, tags)
+        log.info("tracking to %s (run %s)", self.client.tracking_uri, self.run_id)
+
+    def on_fold_start(self, fold: FoldInfo) -> None:
+        tags = {
+            PARENT_RUN_TAG: self.parent_id,
+            "fold": fold.name,
+            "n_train": str(fold.n_train),
+            "n_eval": str(fold.n_eval),
+        }
+        run = self.client.create_run(self.experiment_id, run_name=fold.name, tags=tags)
+        self.child_id = run.info.run_id
+        self.history[fold.name] = []
+
+    def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
+        self.history[fold.name].append(dict(metrics))
+        self._log(self.active_child, metrics=_metrics(metrics, step=epoch))
+
+    def on_checkpoint(self, fold: FoldInfo, epoch: int, directory: Path) -> None:
+        if self.settings.log_checkpoints == "all":
+            self.client.log_artifacts(
+                self.active_child, str(directory), f"checkpoints/epoch-{epoch:03d}"
+            )
+
+    def on_fold_end(self, fold: FoldInfo, summary: dict[str, Any]) -> None:
+        child = self.active_child
+        scalars = {
+            k: float(v)
+            for k, v in summary.items()
+            if k.startswith(("best/", "test/")) and isinstance(v, int | float)
+        }
+        scalars["epochs_trained"] = float(summary["epochs_trained"])
+        self._log(child, metrics=_metrics(scalars, step=0))
+        if self.settings.log_checkpoints != "none":
+            checkpoint = Path(summary["checkpoint"])
+            for path in (checkpoint, checkpoint.with_suffix(".json")):
+                self.client.log_artifact(child, str(path), "checkpoint")
+        self.client.log_artifact(child, summary["predictions"])
+        if self.settings.plots:
+            for path in self._confusion_plot(fold, Path(summary["predictions"])):
+                self.client.log_artifact(child, str(path), "plots")
+        self.client.set_terminated(child, RunStatus.to_string(RunStatus.FINISHED))
+        self.child_id = None
+
+    def on_fit_end(self, summary: dict[str, Any]) -> None:
+        info = self._fit_info
+        scalars = {k: float(v) for k, v in summary.items() if k.startswith("cv/")}
+        refit = summary.get("refit", {})
+        scalars.update(
+            {
+                k: float(v)
+                for k, v in refit.items()
+                if k.startswith("test/") and isinstance(v, int | float)
+            }
+        )
+        for name, scores in refit.get("test/per_class", {}).items():
+            scalars[f"test/precision/{name}"] = scores["precision"]
+            scalars[f"test/recall/{name}"] = scores["recall"]
+        self._log(self.parent_id, metrics=_metrics(scalars, step=0))
+        self.client.log_artifact(self.parent_id, str(info.run_dir / "summary.json"))
+        if self.settings.plots and self.history:
+            for path in plots.learning_curves(self.history, info.run_dir / "plots"):
+                self.client.log_artifact(self.parent_id, str(path), "plots")
+        if self.settings.log_model:
+            self._log_model(_model_checkpoint(summary), info)
+        if self.owns_run:
+            self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def on_fit_error(self, error: BaseException) -> None:
+        status = "KILLED" if isinstance(error, self.killed_on) else "FAILED"
+        message = f"{type(error).__name__}: {error}"[:5000]
+        runs = [self.child_id] if self.child_id else []
+        if self.owns_run and self.run_id:
+            runs.append(self.run_id)
+        for run_id in runs:
+            try:
+                self.client.set_tag(run_id, "error", message)
+                self.client.set_terminated(run_id, status)
+            except MlflowException as exc:  # keep the original error the one that surfaces
+                log.warning("could not end run %s as %s: %s", run_id, status, exc)
+        self.child_id = None
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @property
+    def parent_id(self) -> str:
+        """The fit's run id (set once the fit started)."""
+        if self.run_id is None:
+            raise RuntimeError("the fit has not started")
+        return self.run_id
+
+    @property
+    def active_child(self) -> str:
+        """The run id of the fold being trained."""
+        if self.child_id is None:
+            raise RuntimeError("no fold is running")
+        return self.child_id
+
+    @property
+    def _fit_info(self) -> FitInfo:
+        if self.info is None:
+            raise RuntimeError("the fit has not started")
+        return self.info
+
+    def _log(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        run_tags_ = [RunTag(k, v) for k, v in (tags or {}).items()]
+        self.client.log_batch(run_id, metrics=metrics, params=params, tags=run_tags_)
+
+    def _log_lineage(self, info: FitInfo) -> None:
+        samples, splits = info.samples, info.splits
+        split_names = {int(i): "test" for i in splits.test}
+        frame = pd.DataFrame(
+            {
+                "path": [samples.relative(i) for i in range(len(samples))],
+                "label": [samples.class_names[k] for k in samples.labels],
+                "split": [split_names.get(i, "trainval") for i in range(len(samples))],
+            }
+        )
+        with warnings.catch_warnings():  # "source can be interpreted in multiple ways": local
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = from_pandas(
+                frame,
+                source=str(samples.root),
+                targets="label",
+                name=samples.root.name,
+                digest=info.data_digest[:36],
+            )
+        context = InputTag("mlflow.data.context", "training")
+        self.client.log_inputs(
+            self.parent_id, [DatasetInput(dataset._to_mlflow_entity(), [context])]
+        )
+        self.client.log_artifact(self.parent_id, str(splits.path), "splits")
+        self.client.log_artifact(self.parent_id, str(info.run_dir / "config.yaml"))
+
+    def _confusion_plot(self, fold: FoldInfo, predictions: Path) -> list[Path]:
+        names = list(self._fit_info.samples.class_names)
+        frame = pd.read_csv(predictions, dtype=str, keep_default_na=False)
+        matrix = confusion_matrix(frame["label"], frame["predicted"], labels=names)
+        split = "holdout" if fold.index < 0 else "validation"
+        title = f"{fold.name}: {split} confusion matrix"
+        return plots.confusion_matrix_plot(matrix, names, title, fold.out_dir / "confusion_matrix")
+
+    def _log_model(self, checkpoint_dir: Path, info: FitInfo) -> None:
+        checkpoint = find_checkpoint(checkpoint_dir)
+        example_index = int(info.splits.test[0]) if len(info.splits.test) else 0
+        example = pd.DataFrame(
+            {"image": [encode_image(read_rgb(info.samples.paths[example_index]))]}
+        )
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        # The fluent API is the only way to log a model to a run; the context ends the run
+        # FINISHED, which is what the end of a fit does next anyway.
+        with _quiet_pyfunc_notices(), mlflow.start_run(run_id=self.parent_id):
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ImageClassifier(),
+                artifacts={"checkpoint": str(checkpoint_dir)},
+                signature=model_signature(checkpoint.class_names),
+                input_example=example,
+                pip_requirements=_requirements(),
+                code_paths=[str(Path(__file__).resolve().parent)],
+            )
+
+
+def run_tags(info: FitInfo) -> dict[str, str]:
+    """Tags of a fit's parent run: code, packages, machine, data."""
+    samples = info.samples
+    tags = {f"git.{k}": v for k, v in provenance.git_state().items()}
+    tags.update({f"version.{k}": v for k, v in provenance.package_versions().items()})
+    tags.update(
+        {
+            "host": provenance.host(),
+            "device": info.execution.describe(),
+            "data.root": str(samples.root),
+            "data.digest": info.data_digest,
+            "data.n_images": str(len(samples)),
+            "data.n_classes": str(len(samples.class_names)),
+            "data.class_names": ",".join(samples.class_names),
+            "data.split_file": info.splits.path.name,
+            "run_dir": str(info.run_dir),
+        }
+    )
+    return tags
+
+
+def warn_if_different(original: dict[str, str], current: dict[str, str]) -> None:
+    """Warn about code, data and package differences between a run and its reproduction."""
+    keys = [k for k in original if k.startswith(("git.", "version.")) or k == "data.digest"]
+    for key in keys:
+        if original.get(key) != current.get(key):
+            log.warning(
+                "reproduction differs from the original run in %s: %s -> %s",
+                key,
+                original.get(key),
+                current.get(key),
+            )
+
+
+def config_from_run(
+    run_id: str, configured_uri: str | None = None
+) -> tuple[Config, dict[str, str]]:
+    """The logged config of ``run_id`` and its tags; its split file is restored for reuse."""
+    client = MlflowClient(tracking_uri(configured_uri))
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise UserError(f"no run {run_id} in the tracking store {client.tracking_uri}") from exc
+    with tempfile.TemporaryDirectory() as scratch:
+        config = load_config(Path(client.download_artifacts(run_id, "config.yaml", scratch)))
+        split_dir = config.data.split_dir or config.output.dir / "splits"
+        name = run.data.tags.get("data.split_file", "")
+        if name and not (split_dir / name).exists():
+            split_dir.mkdir(parents=True, exist_ok=True)
+            client.download_artifacts(run_id, f"splits/{name}", scratch)
+            (split_dir / name).write_bytes((Path(scratch) / "splits" / name).read_bytes())
+    return config, dict(run.data.tags)
+
+
+@contextlib.contextmanager
+def _quiet_pyfunc_notices() -> Iterator[None]:
+    """Hide MLflow's notices about two deliberate choices: the signature is given explicitly
+    (not from type hints), and the model class is pickled by reference to this module."""
+    logger = logging.getLogger("mlflow.pyfunc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _metrics(values: dict[str, float], step: int) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(metric_key(k), float(v), now, step) for k, v in values.items()]
+
+
+def _model_checkpoint(summary: dict[str, Any]) -> Path:
+    if "refit" in summary:
+        return Path(summary["refit"]["checkpoint"]).parent
+    best = max(summary["folds"], key=lambda fold: fold["best/val_acc"])
+    return Path(best["checkpoint"]).parent
+
+
+def _requirements() -> list[str]:
+    versions = provenance.package_versions()
+    return [f"{name}=={version}" for name, version in versions.items() if name != "python"] + [
+        "safetensors",
+        "pydantic",
+        "PyYAML",
+        "pandas",
+    ]
+
+
+# -- the logged model ------------------------------------------------------------------------
+
+
+def encode_image(image: np.ndarray) -> str:
+    """An RGB uint8 image as base64 PNG text (the serving input format)."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not encode the image as PNG")
+    return base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def model_signature(class_names: Sequence[str]) -> ModelSignature:
+    """Input: column ``image`` (path or base64 image); output: label and class probabilities."""
+    outputs = [
+        ColSpec("string", "predicted"),
+        *(ColSpec("double", f"prob_{c}") for c in class_names),
+    ]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec("string", "image")]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(list(outputs)))
+
+
+class ImageClassifier(PythonModel):
+    """A fitted checkpoint as an MLflow pyfunc model that takes raw images.
+
+    ``predict`` takes a DataFrame with an ``image`` column of file paths or base64-encoded
+    image files and returns ``predicted`` plus one ``prob_<class>`` column per class, after the
+    same resize and normalisation as in training. ``classify`` also takes RGB arrays.
+    """
+
+    def load_context(self, context: Any) -> None:
+        """Load the checkpoint logged with the model."""
+        from trainer.predict import Predictor
+
+        self.predictor = Predictor(find_checkpoint(Path(context.artifacts["checkpoint"])))
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        """Classify the images of ``model_input["image"]``."""
+        column = model_input["image"] if isinstance(model_input, pd.DataFrame) else model_input
+        return self.classify([_decode(item) for item in list(column)])
+
+    def classify(self, images: Sequence[Path | np.ndarray]) -> pd.DataFrame:
+        """Labels and probabilities for file paths or RGB uint8 arrays."""
+        probs = self.predictor.predict_proba(list(images))
+        names = self.predictor.class_names
+        frame = pd.DataFrame(probs.astype(np.float64), columns=[f"prob_{c}" for c in names])
+        frame.insert(0, "predicted", [names[i] for i in probs.argmax(axis=1)])
+        return frame
+
+
+def _decode(item: Any) -> Path | np.ndarray:
+    if isinstance(item, np.ndarray):
+        return item
+    if isinstance(item, bytes):
+        data = item
+    elif isinstance(item, str) and len(item) < 4096 and Path(item).is_file():
+        return Path(item)
+    else:
+        data = base64.b64decode(str(item), validate=False)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("an input is neither an image file path nor a base64-encoded image")
+    from trainer.images import to_rgb8
+
+    return to_rgb8(image)
