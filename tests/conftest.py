@@ -16,6 +16,18 @@ DEMO_CONFIG = REPO / "trainer" / "configs" / "demo.yaml"
 
 
 @pytest.fixture(scope="session")
+def session_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite tracking store for tests that do not make their own."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def isolated_tracking(session_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never write to the repository's mlruns/ or the user's cache from a test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", session_store)
+
+
+@pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 digit classes x 24 images of 16 px, written by the real sample-data code."""
     root = tmp_path_factory.mktemp("digits")

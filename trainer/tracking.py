@@ -348,8 +348,8 @@ def config_from_run(
         name = run.data.tags.get("data.split_file", "")
         if name and not (split_dir / name).exists():
             split_dir.mkdir(parents=True, exist_ok=True)
-            client.download_artifacts(run_id, f"splits/{name}", scratch)
-            (split_dir / name).write_bytes((Path(scratch) / "splits" / name).read_bytes())
+            local = client.download_artifacts(run_id, f"splits/{name}", scratch)
+            (split_dir / name).write_bytes(Path(local).read_bytes())
     return config, dict(run.data.tags)
 
 
@@ -425,10 +425,11 @@ class ImageClassifier(PythonModel):
 
         self.predictor = Predictor(find_checkpoint(Path(context.artifacts["checkpoint"])))
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Classify the images of ``model_input["image"]``."""
-        column = model_input["image"] if isinstance(model_input, pd.DataFrame) else model_input
-        return self.classify([_decode(item) for item in list(column)])
+        return self.classify([_decode(item) for item in model_input["image"]])
 
     def classify(self, images: Sequence[Path | np.ndarray]) -> pd.DataFrame:
         """Labels and probabilities for file paths or RGB uint8 arrays."""

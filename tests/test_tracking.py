@@ -1,0 +1,247 @@
+"""MLflow tracking, checked by querying the store with MlflowClient (never the trainer's objects)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from trainer.callbacks import Callback, FoldInfo
+from trainer.checkpoint import find_checkpoint
+from trainer.cli import main
+from trainer.config import Config, flatten
+from trainer.fit import fit
+from trainer.predict import Predictor
+from trainer.tracking import MlflowTracker
+
+from .conftest import small_config
+
+EPOCH_METRICS = (
+    "train/loss",
+    "train/acc",
+    "val/loss",
+    "val/acc",
+    "lr",
+    "epoch/seconds",
+    "epoch/images_per_second",
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return MlflowClient(uri)
+
+
+def tracked_fit(config: Config, extra: list[Callback] | None = None) -> None:
+    fit(config, [MlflowTracker(config.tracking, config.experiment), *(extra or [])])
+
+
+def runs_by_name(client: MlflowClient, experiment: str) -> dict[str, Run]:
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    return {run.info.run_name: run for run in runs}
+
+
+def parent_and_children(client: MlflowClient, experiment: str) -> tuple[Run, dict[str, Run]]:
+    runs = runs_by_name(client, experiment).values()
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    children = {
+        r.info.run_name: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+    }
+    return parents[0], children
+
+
+@pytest.fixture
+def tracked(store: MlflowClient, digits_dir: Path, tmp_path: Path) -> tuple[MlflowClient, Config]:
+    config = small_config(digits_dir, tmp_path / "out", train={"epochs": 2, "refit": True})
+    tracked_fit(config)
+    return store, config
+
+
+def test_run_tree_metrics_params_and_artifacts(tracked: tuple[MlflowClient, Config]) -> None:
+    client, config = tracked
+    parent, children = parent_and_children(client, config.experiment)
+    assert set(children) == {"fold-0", "fold-1", "refit"}
+    assert all(r.info.status == "FINISHED" for r in [parent, *children.values()])
+    assert parent.data.params == {k: str(v) for k, v in flatten(config.to_dict()).items()}
+    for name in ("fold-0", "fold-1"):
+        run_id = children[name].info.run_id
+        for key in EPOCH_METRICS:
+            steps = [m.step for m in client.get_metric_history(run_id, key)]
+            assert steps == [0, 1], (name, key)
+        assert {"best/val_acc", "best/epoch"} <= set(children[name].data.metrics)
+        files = {a.path for a in client.list_artifacts(run_id)} | {
+            a.path
+            for folder in ("checkpoint", "plots")
+            for a in client.list_artifacts(run_id, folder)
+        }
+        assert {
+            "checkpoint/model.safetensors",
+            "checkpoint/model.json",
+            "val_predictions.csv",
+            "plots/confusion_matrix.html",
+            "plots/confusion_matrix.png",
+        } <= files
+    assert {"cv/val_acc_mean", "cv/val_acc_std", "cv/best_epoch_mean", "test/acc"} <= set(
+        parent.data.metrics
+    )
+    tags = parent.data.tags
+    assert {"git.commit", "version.torch", "device", "host", "data.digest", "data.n_images"} <= set(
+        tags
+    )
+    assert tags["data.class_names"] == "0,1,2" and tags["data.n_classes"] == "3"
+    top = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "summary.json", "splits", "plots"} <= top
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/learning_curves.html", "plots/learning_curves.png"} <= plots
+    [dataset] = parent.inputs.dataset_inputs
+    assert dataset.dataset.digest == tags["data.digest"][:36]
+
+
+def test_fold_checkpoint_artifact_reproduces_logged_accuracy(
+    tracked: tuple[MlflowClient, Config], digits_dir: Path, tmp_path: Path
+) -> None:
+    client, config = tracked
+    _, children = parent_and_children(client, config.experiment)
+    fold = children["fold-1"]
+    local = Path(client.download_artifacts(fold.info.run_id, "", str(tmp_path / "dl")))
+    rows = list(csv.DictReader((local / "val_predictions.csv").open()))
+    predictor = Predictor(find_checkpoint(local / "checkpoint"), device="cpu")
+    probs = predictor.predict_proba([digits_dir / row["path"] for row in rows])
+    labels = [predictor.class_names[i] for i in probs.argmax(axis=1)]
+    accuracy = float(np.mean([p == r["label"] for p, r in zip(labels, rows, strict=True)]))
+    assert accuracy == fold.data.metrics["best/val_acc"]
+
+
+def test_logged_model_predicts_like_the_trainer(
+    tracked: tuple[MlflowClient, Config], digits_dir: Path
+) -> None:
+    client, config = tracked
+    parent, children = parent_and_children(client, config.experiment)
+    images = sorted(digits_dir.rglob("*.png"))[::7]
+    model = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model")
+    served = model.predict(pd.DataFrame({"image": [str(p) for p in images]}))
+    refit_dir = Path(parent.data.tags["run_dir"]) / "refit"
+    expected = Predictor(find_checkpoint(refit_dir), device="cpu").predict_proba(images)
+    names = ["0", "1", "2"]
+    assert list(served["predicted"]) == [names[i] for i in expected.argmax(axis=1)]
+    assert np.allclose(served[[f"prob_{c}" for c in names]].to_numpy(), expected, atol=1e-6)
+    assert model.metadata.signature.inputs.input_names() == ["image"]
+
+
+def test_crash_mid_epoch_leaves_runs_failed(
+    store: MlflowClient, digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainer.loader import ImageSubset
+
+    calls = {"n": 0}
+    original = ImageSubset.__getitem__
+
+    def failing(self: ImageSubset, batch: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:  # second batch of the first epoch
+            raise OSError("disk went away")
+        return original(self, batch)
+
+    monkeypatch.setattr(ImageSubset, "__getitem__", failing)
+    config = small_config(digits_dir, tmp_path / "out")
+    with pytest.raises(OSError, match="disk went away"):
+        tracked_fit(config)
+    parent, children = parent_and_children(store, config.experiment)
+    assert parent.info.status == "FAILED" and children["fold-0"].info.status == "FAILED"
+    assert "disk went away" in children["fold-0"].data.tags["error"]
+
+
+def test_interrupt_leaves_runs_killed(
+    store: MlflowClient, digits_dir: Path, tmp_path: Path
+) -> None:
+    class CtrlC(Callback):
+        def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
+            raise KeyboardInterrupt
+
+    config = small_config(digits_dir, tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        tracked_fit(config, [CtrlC()])
+    parent, children = parent_and_children(store, config.experiment)
+    assert parent.info.status == "KILLED" and children["fold-0"].info.status == "KILLED"
+
+
+def test_tracking_switch_off_logs_nothing(
+    store: MlflowClient, digits_dir: Path, tmp_path: Path
+) -> None:
+    config = small_config(digits_dir, tmp_path / "out", tracking=False)
+    assert config.tracking.enabled is False
+    path = tmp_path / "c.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    assert main(["fit", str(path)]) == 0
+    assert store.get_experiment_by_name(config.experiment) is None
+
+
+def test_from_run_reproduces_epoch_metrics(
+    store: MlflowClient,
+    digits_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import yaml
+
+    config = small_config(
+        digits_dir, tmp_path / "out", train={"epochs": 2}, tracking={"log_model": False}
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    assert main(["fit", str(path)]) == 0
+    [original] = [
+        r
+        for r in runs_by_name(store, config.experiment).values()
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
+    split_file = tmp_path / "out" / "splits" / original.data.tags["data.split_file"]
+    split_file.unlink()  # the reproduction must restore it from the run's artifacts
+    assert main(["fit", "--from-run", original.info.run_id]) == 0
+    assert split_file.exists()
+    runs = runs_by_name(store, config.experiment)
+    parents = [
+        r
+        for r in store.search_runs([original.info.experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
+    assert len(parents) == 2
+    [copy] = [p for p in parents if p.info.run_id != original.info.run_id]
+
+    def val_acc(parent_id: str) -> dict[str, list[float]]:
+        children = [
+            r
+            for r in store.search_runs([original.info.experiment_id])
+            if r.data.tags.get("mlflow.parentRunId") == parent_id
+        ]
+        return {
+            c.info.run_name: [
+                m.value
+                for m in sorted(
+                    store.get_metric_history(c.info.run_id, "val/acc"), key=lambda m: m.step
+                )
+            ]
+            for c in children
+        }
+
+    assert val_acc(copy.info.run_id) == val_acc(original.info.run_id)
+    assert len(val_acc(copy.info.run_id)["fold-0"]) == 2
+    assert runs  # store readable

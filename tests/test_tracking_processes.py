@@ -1,0 +1,176 @@
+"""Tracking across processes: SIGTERM ends runs KILLED; a real MLflow server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from .conftest import small_config
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(path: Path, digits_dir: Path, out: Path, **sections: Any) -> Path:
+    config = small_config(digits_dir, out, **sections)
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    return path
+
+
+def trainer_process(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer", "fit", str(config)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sigterm_mid_fit_leaves_runs_killed(digits_dir: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = write_config(tmp_path / "c.yaml", digits_dir, tmp_path / "out", train={"epochs": 500})
+    process = trainer_process(config, {"MLFLOW_TRACKING_URI": uri})
+    client = MlflowClient(uri)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        children = [
+            r for r in client.search_runs(_experiment_ids(client)) if r.info.run_name == "fold-0"
+        ]
+        if children and client.get_metric_history(children[0].info.run_id, "val/acc"):
+            break  # training is under way
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    runs = client.search_runs(_experiment_ids(client))
+    assert {r.info.run_name for r in runs} >= {"fold-0"}
+    assert {r.info.status for r in runs} == {"KILLED"}
+
+
+def _experiment_ids(client: MlflowClient) -> list[str]:
+    return [e.experiment_id for e in client.search_experiments()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """`mlflow server` on a loopback port with its own SQLite store and artifact folder."""
+    port = free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [
+            str(mlflow),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"mlflow server did not start: {server.stderr.read() if server.stderr else ''}"
+                    ) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def rest(url: str, endpoint: str, body: dict[str, Any] | None = None, **query: str) -> Any:
+    address = f"{url}/api/2.0/mlflow/{endpoint}"
+    if query:
+        address += "?" + urllib.parse.urlencode(query)
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        address, data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_fit_against_a_tracking_server_builds_the_same_tree(
+    mlflow_server: str, digits_dir: Path, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", digits_dir, tmp_path / "out", train={"epochs": 2, "refit": True}
+    )
+    process = trainer_process(config, {"MLFLOW_TRACKING_URI": mlflow_server})
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    experiment = rest(mlflow_server, "experiments/get-by-name", experiment_name="digits-demo")
+    experiment_id = experiment["experiment"]["experiment_id"]
+    runs = rest(
+        mlflow_server, "runs/search", {"experiment_ids": [experiment_id], "max_results": 100}
+    )["runs"]
+    tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
+    parents = [run for run, t in zip(runs, tags, strict=True) if "mlflow.parentRunId" not in t]
+    assert len(parents) == 1
+    parent_id = parents[0]["info"]["run_id"]
+    children = {
+        run["info"]["run_name"]: run
+        for run, t in zip(runs, tags, strict=True)
+        if t.get("mlflow.parentRunId") == parent_id
+    }
+    assert set(children) == {"fold-0", "fold-1", "refit"}
+    assert {run["info"]["status"] for run in runs} == {"FINISHED"}
+    history = rest(
+        mlflow_server,
+        "metrics/get-history",
+        run_id=children["fold-0"]["info"]["run_id"],
+        metric_key="val/acc",
+    )
+    assert [m["step"] for m in history["metrics"]] == [0, 1]
+    parent_metrics = {m["key"] for m in parents[0]["data"]["metrics"]}
+    assert {"cv/val_acc_mean", "cv/val_acc_std", "test/acc"} <= parent_metrics
+    fold_files = rest(
+        mlflow_server,
+        "artifacts/list",
+        run_id=children["fold-0"]["info"]["run_id"],
+        path="checkpoint",
+    )
+    assert {f["path"] for f in fold_files["files"]} == {
+        "checkpoint/model.safetensors",
+        "checkpoint/model.json",
+    }
+    assert any((tmp_path / "server-artifacts").rglob("model.safetensors"))  # stored by the server
