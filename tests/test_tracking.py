@@ -1,4 +1,4 @@
-"""MLflow tracking, checked by querying the store with MlflowClient (never the trainer's objects)."""
+"""MLflow tracking, checked by querying the store with MlflowClient, not the trainer's objects."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_logged_model_predicts_like_the_trainer(
     tracked: tuple[MlflowClient, Config], digits_dir: Path
 ) -> None:
     client, config = tracked
-    parent, children = parent_and_children(client, config.experiment)
+    parent, _ = parent_and_children(client, config.experiment)
     images = sorted(digits_dir.rglob("*.png"))[::7]
     model = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model")
     served = model.predict(pd.DataFrame({"image": [str(p) for p in images]}))
@@ -217,7 +217,6 @@ def test_from_run_reproduces_epoch_metrics(
     split_file.unlink()  # the reproduction must restore it from the run's artifacts
     assert main(["fit", "--from-run", original.info.run_id]) == 0
     assert split_file.exists()
-    runs = runs_by_name(store, config.experiment)
     parents = [
         r
         for r in store.search_runs([original.info.experiment_id])
@@ -244,4 +243,3 @@ def test_from_run_reproduces_epoch_metrics(
 
     assert val_acc(copy.info.run_id) == val_acc(original.info.run_id)
     assert len(val_acc(copy.info.run_id)["fold-0"]) == 2
-    assert runs  # store readable

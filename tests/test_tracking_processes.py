@@ -107,9 +107,8 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
                         break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"mlflow server did not start: {server.stderr.read() if server.stderr else ''}"
-                    ) from None
+                    detail = server.stderr.read() if server.stderr else ""
+                    raise RuntimeError(f"mlflow server did not start: {detail}") from None
                 time.sleep(0.5)
         yield url
     finally:
