@@ -22,6 +22,7 @@ venv: $(STAMP) ## create or update .venv (pinned by requirements.lock)
 demo: $(STAMP) ## run the main job offline on bundled sample data
 	$(BIN)/trainer sample-data $(DATA)
 	$(BIN)/trainer fit trainer/configs/demo.yaml
+	@echo "Browse the runs: make ui  (MLflow UI on http://127.0.0.1:5000)"
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest

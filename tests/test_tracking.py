@@ -243,3 +243,44 @@ def test_from_run_reproduces_epoch_metrics(
 
     assert val_acc(copy.info.run_id) == val_acc(original.info.run_id)
     assert len(val_acc(copy.info.run_id)["fold-0"]) == 2
+
+
+def test_logged_model_takes_base64_images_and_arrays(
+    tracked: tuple[MlflowClient, Config], digits_dir: Path
+) -> None:
+    from trainer.images import read_rgb
+    from trainer.tracking import encode_image
+
+    client, config = tracked
+    parent, _ = parent_and_children(client, config.experiment)
+    model = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model")
+    images = sorted(digits_dir.rglob("*.png"))[:5]
+    by_path = model.predict(pd.DataFrame({"image": [str(p) for p in images]}))
+    arrays = [read_rgb(p) for p in images]
+    by_base64 = model.predict(pd.DataFrame({"image": [encode_image(a) for a in arrays]}))
+    by_array = model.unwrap_python_model().classify(arrays)
+    assert list(by_path["predicted"]) == list(by_base64["predicted"]) == list(by_array["predicted"])
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("all", {"epoch-000", "epoch-001"}), ("none", set())]
+)
+def test_log_checkpoints_all_and_none(
+    store: MlflowClient, digits_dir: Path, tmp_path: Path, mode: str, expected: set[str]
+) -> None:
+    config = small_config(
+        digits_dir,
+        tmp_path / "out",
+        train={"epochs": 2},
+        tracking={"log_checkpoints": mode, "log_model": False, "plots": False},
+    )
+    tracked_fit(config)
+    _, children = parent_and_children(store, config.experiment)
+    run_id = children["fold-0"].info.run_id
+    top = {a.path for a in store.list_artifacts(run_id)}
+    epochs = {Path(a.path).name for a in store.list_artifacts(run_id, "checkpoints")}
+    assert epochs == expected
+    assert ("checkpoint" in top) == (mode != "none")
+    if mode == "all":
+        files = {Path(a.path).name for a in store.list_artifacts(run_id, "checkpoints/epoch-001")}
+        assert files == {"model.safetensors", "model.json"}
