@@ -73,3 +73,15 @@ def test_sample_data_fit_predict(tmp_path: Path) -> None:
     assert len(rows) == 20
     assert list(rows[0]) == ["path", "predicted", "prob_0", "prob_1", "prob_2"]
     assert sum(float(rows[0][f"prob_{c}"]) for c in "012") == pytest.approx(1, abs=1e-4)
+
+
+def test_worker_error_is_reduced_to_its_own_line() -> None:
+    from trainer.cli import one_line
+
+    wrapped = (
+        "Caught ImageReadError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        'call last):\n  File "x.py", line 1, in f\ntrainer.images.ImageReadError: cannot decode '
+        "image /d/a.png (corrupt, empty or not an image)\n"
+    )
+    assert one_line(wrapped) == "cannot decode image /d/a.png (corrupt, empty or not an image)"
+    assert one_line("first\nsecond") == "first"

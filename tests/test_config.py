@@ -76,3 +76,8 @@ def test_overrides_do_not_mutate_and_flatten() -> None:
     result = apply_overrides(raw, ["train.lr=2", "model.backbone=x"])
     assert raw == {"train": {"lr": 1}}
     assert flatten(result) == {"train.lr": 2, "model.backbone": "x"}
+
+
+def test_negative_seed_is_rejected() -> None:
+    with pytest.raises(UserError, match="bad value for 'seed'"):
+        load_config(DEMO_CONFIG, ["seed=-1"])

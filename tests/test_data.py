@@ -170,3 +170,11 @@ def test_cache_returns_fresh_decode_pixels_and_is_shared_with_forks(digits_dir: 
     for i in range(6):
         fresh = resize(read_rgb(samples.paths[i]))
         assert np.array_equal(cache.get(i), fresh)
+
+
+def test_holdout_smaller_than_the_classes_is_a_clear_error(tmp_path: Path) -> None:
+    for label in range(10):
+        for i in range(5):
+            png(tmp_path / str(label) / f"{i}.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(UserError, match="cannot split 50 images of 10 classes"):
+        load_or_create_splits(find_samples(tmp_path), tmp_path / "s.csv", 0.1, 2, 0.2, seed=0)

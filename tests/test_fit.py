@@ -233,3 +233,13 @@ def test_frozen_fit_from_local_weights_keeps_the_file_backbone(
     assert not torch.equal(trained["fc.weight"][:3], original["fc.weight"][:3])
     fold = summary["folds"][0]
     assert_checkpoint_reproduces(Path(fold["checkpoint"]).parent, digits_dir, fold["best/val_acc"])
+
+
+def test_refit_schedule_spans_the_refit_epochs(digits_dir: Path, tmp_path: Path) -> None:
+    summary, recorder = run(
+        {"train": {"epochs": 2, "refit": True, "refit_epochs": 4}}, digits_dir, tmp_path
+    )
+    refit_lrs = [m["lr"] for name, _, m in recorder.epochs if name == "refit"]
+    assert len(refit_lrs) == 4
+    assert refit_lrs == sorted(refit_lrs, reverse=True)  # one cosine over 4 epochs, no restart
+    assert summary["refit"]["epochs_trained"] == 4

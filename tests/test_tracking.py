@@ -284,3 +284,20 @@ def test_log_checkpoints_all_and_none(
     if mode == "all":
         files = {Path(a.path).name for a in store.list_artifacts(run_id, "checkpoints/epoch-001")}
         assert files == {"model.safetensors", "model.json"}
+
+
+def test_failure_while_finishing_leaves_no_run_running(
+    store: MlflowClient, digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainer import plots
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(plots, "learning_curves", broken)
+    config = small_config(digits_dir, tmp_path / "out", tracking={"log_model": False})
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        tracked_fit(config)
+    parent, children = parent_and_children(store, config.experiment)
+    assert parent.info.status == "FAILED"
+    assert {c.info.status for c in children.values()} == {"FINISHED"}

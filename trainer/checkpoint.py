@@ -41,8 +41,8 @@ def save_checkpoint(
     """
     directory.mkdir(parents=True, exist_ok=True)
     weights, metadata = directory / WEIGHTS, directory / METADATA
-    tmp_weights = weights.with_name(weights.name + ".tmp")
-    tmp_meta = metadata.with_name(metadata.name + ".tmp")
+    tmp_weights = weights.with_name(f"{weights.name}.{os.getpid()}.tmp")
+    tmp_meta = metadata.with_name(f"{metadata.name}.{os.getpid()}.tmp")
     try:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_weights))
         tmp_meta.write_text(json.dumps(meta, indent=1, default=str))

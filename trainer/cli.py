@@ -51,16 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, type=Path, help="checkpoint folder or file")
     predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
     predict.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write")
-    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--batch-size", type=_positive, default=64)
     predict.set_defaults(handler=_predict)
 
     sample = commands.add_parser("sample-data", help="write scikit-learn's digits as PNG folders")
     sample.add_argument("out_dir", type=Path, help="folder to write class subfolders into")
     sample.add_argument("--classes", type=int, default=10, help="digits 0..N-1 (2-10)")
     sample.add_argument("--per-class", type=int, default=None, help="images per class (all)")
-    sample.add_argument("--size", type=int, default=32, help="image side in pixels")
+    sample.add_argument("--size", type=_positive, default=32, help="image side in pixels")
     sample.set_defaults(handler=_sample_data)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +90,7 @@ def run_guarded(
     except UserError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Terminated:
         print("terminated", file=sys.stderr)
@@ -94,12 +101,24 @@ def run_guarded(
     except Exception as exc:
         if debug:
             raise
-        message = (str(exc).strip().splitlines() or [""])[0]
+        message = one_line(str(exc))
         print(
             f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
             file=sys.stderr,
         )
         return 1
+
+
+def one_line(message: str) -> str:
+    """The message's first line; for an error re-raised from a DataLoader worker (which carries
+    the worker's traceback), the original error's own line."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if "Original Traceback" in message:
+        name, _, text = lines[-1].partition(": ")
+        return text if text and " " not in name else lines[-1]
+    return lines[0]
 
 
 def configure_logging(debug: bool) -> None:
@@ -116,7 +135,7 @@ def configure_logging(debug: bool) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from trainer.config import apply_overrides, config_from_dict, load_config
+    from trainer.config import load_config
 
     if (args.config is None) == (args.from_run is None):
         raise UserError("trainer fit takes a CONFIG file or --from-run RUN_ID (one of the two)")
@@ -124,8 +143,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.from_run:
         from trainer.tracking import config_from_run
 
-        config, reference = config_from_run(args.from_run)
-        config = config_from_dict(apply_overrides(config.to_dict(), args.overrides), "--set")
+        config, reference = config_from_run(args.from_run, args.overrides)
     else:
         config = load_config(args.config, args.overrides)  # fail fast, before importing torch
     callbacks = []

@@ -113,7 +113,7 @@ class Config(_Section):
     """Everything one ``trainer fit`` needs."""
 
     experiment: str = Field("default", min_length=1)  # groups runs (MLflow experiment name)
-    seed: int = 42  # seeds splits, initialisation, shuffling and augmentation
+    seed: int = Field(42, ge=0, lt=2**32)  # seeds splits, init, shuffling and augmentation
     data: DataConfig
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
@@ -154,7 +154,13 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{source}: {_describe(exc)}") from exc
+    # Absolute paths, so that the saved config means the same from any working directory.
     config.data.root = config.data.root.expanduser().resolve()
+    config.output.dir = config.output.dir.expanduser().resolve()
+    if config.data.split_dir is not None:
+        config.data.split_dir = config.data.split_dir.expanduser().resolve()
+    if config.model.weights is not None:
+        config.model.weights = config.model.weights.expanduser().resolve()
     return config
 
 

@@ -44,13 +44,13 @@ def fit(config: Config, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Run the cross-validation (and the refit when ``train.refit``); return the summary."""
     prepared = prepare(config)
     events = CallbackList(callbacks)
-    events.on_fit_start(prepared.info)
     try:
+        events.on_fit_start(prepared.info)
         summary = _train_all(prepared, events)
+        events.on_fit_end(summary)
     except BaseException as error:
         events.on_fit_error(error)
         raise
-    events.on_fit_end(summary)
     return summary
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ class FoldRunner:
             events.on_epoch_end(fold, epoch, metrics)
             if self._every_epoch_checkpoint:
                 self._checkpoint_epoch(fold, epoch, parts.model, metrics, events)
-            if parts.val_loader is None or metrics["val/acc"] > best.metrics.get("val/acc", -1.0):
+            if _keeps(parts, metrics, best, last_epoch=epoch == fold.epochs - 1):
                 best = _Best(epoch, dict(metrics), copy_state(parts.model), probs)
             elif patience is not None and epoch - best.epoch >= patience:
                 log.info(
@@ -116,9 +117,7 @@ class FoldRunner:
             train_loader=train_loader,
             val_loader=None if val_idx is None else self._loader(val_idx, False, fold.index),
             optimizer=optimizer,
-            scheduler=create_scheduler(
-                optimizer, config.train, len(train_loader), config.train.epochs
-            ),
+            scheduler=create_scheduler(optimizer, config.train, len(train_loader), fold.epochs),
         )
 
     def _epoch(
@@ -256,13 +255,21 @@ class FoldRunner:
                 )
 
 
+def _keeps(parts: _Parts, metrics: dict[str, float], best: _Best, last_epoch: bool) -> bool:
+    """Whether this epoch's weights become the fold's result: a better validation accuracy,
+    or (the refit, without validation) the last epoch."""
+    if parts.val_loader is None:
+        return last_epoch
+    return metrics["val/acc"] > best.metrics.get("val/acc", -1.0)
+
+
 def refit_epochs(config: Config, folds: list[dict[str, Any]]) -> int:
     """Epochs for the refit: ``train.refit_epochs``, else the folds' mean best epoch with early
     stopping on, else ``train.epochs``."""
     if config.train.refit_epochs is not None:
         return config.train.refit_epochs
     if config.train.early_stopping_patience is not None:
-        return max(1, round(float(np.mean([f["best/epoch"] for f in folds]))) + 1)
+        return max(1, math.floor(float(np.mean([f["best/epoch"] for f in folds])) + 0.5) + 1)
     return config.train.epochs
 
 

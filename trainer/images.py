@@ -128,7 +128,7 @@ class CacheRegistry:
         while self._caches and sum(c.nbytes for c in self._caches.values()) + cache.nbytes > budget:
             evicted, _ = self._caches.popitem(last=False)
             log.debug("dropped image cache %s to fit the budget", evicted)
-        if cache.capacity < len(paths):
+        if 0 < cache.capacity < len(paths):
             log.warning(
                 "image cache holds %d of %d images at %d px within data.cache_mb=%d; "
                 "raise it to cache all",

@@ -26,7 +26,6 @@ class DataSpec:
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    input_size: int  # the backbone's native square size (a default for image_size)
 
 
 def check_backbone(name: str) -> None:
@@ -72,12 +71,11 @@ def freeze_backbone(model: nn.Module) -> None:
 
 
 def data_spec(model: nn.Module) -> DataSpec:
-    """Mean, std and native input size from the backbone's pretrained config."""
+    """Mean and std from the backbone's pretrained config."""
     config = timm.data.resolve_model_data_config(model)
     return DataSpec(
         mean=tuple(float(v) for v in config["mean"]),  # type: ignore[arg-type]
         std=tuple(float(v) for v in config["std"]),  # type: ignore[arg-type]
-        input_size=int(config["input_size"][-1]),
     )
 
 
@@ -131,19 +129,6 @@ def _describe_load_failure(config: ModelConfig, exc: Exception) -> str:
 @cache
 def _model_names() -> tuple[str, ...]:
     return tuple(timm.list_models())
-
-
-def load_weights_file(model: nn.Module, path: Path) -> None:
-    """Load a checkpoint saved by this project (safetensors, weights only) into ``model``."""
-    from safetensors.torch import load_file
-
-    model.load_state_dict(load_file(str(path)))
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(total, trainable) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    return total, sum(p.numel() for p in trainable_parameters(model))
 
 
 def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import platform
 import socket
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -54,8 +53,3 @@ def _git(where: Path, *args: str) -> str:
         ["git", "-C", str(where), *args], capture_output=True, text=True, check=True, timeout=10
     )
     return result.stdout.strip()
-
-
-def command_line() -> str:
-    """The command that started this process."""
-    return " ".join(sys.argv)

@@ -18,7 +18,6 @@ import os
 import platform
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,15 +189,3 @@ def _write_json(path: Path, data: dict[str, str]) -> None:
 
 def _fmt(timings: dict[str, float]) -> str:
     return ", ".join(f"{name} {seconds:.3f}" for name, seconds in timings.items())
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (None leaves it)."""
-    previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

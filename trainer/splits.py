@@ -72,6 +72,19 @@ def load_or_create_splits(
 
 def _draw(samples: Samples, test_size: float, folds: int, val_size: float, seed: int) -> np.ndarray:
     _check_class_sizes(samples, test_size, folds)
+    try:
+        return _assign(samples, test_size, folds, val_size, seed)
+    except ValueError as exc:  # sklearn's own limits, e.g. a holdout smaller than the classes
+        raise UserError(
+            f"cannot split {len(samples)} images of {len(samples.class_names)} classes into a "
+            f"{test_size:g} holdout and {folds} fold(s): {exc}; add images or change "
+            "data.test_size / data.folds"
+        ) from exc
+
+
+def _assign(
+    samples: Samples, test_size: float, folds: int, val_size: float, seed: int
+) -> np.ndarray:
     trainval, _ = train_test_split(
         np.arange(len(samples)), test_size=test_size, stratify=samples.labels, random_state=seed
     )
@@ -90,19 +103,18 @@ def _draw(samples: Samples, test_size: float, folds: int, val_size: float, seed:
 
 
 def _check_class_sizes(samples: Samples, test_size: float, folds: int) -> None:
-    needed = max(folds, 1) + 1
     for name, count in samples.class_counts().items():
         expected_trainval = count - int(np.ceil(count * test_size))
         if count < 2 or expected_trainval < max(folds, 2):
             raise UserError(
                 f"class {name!r} has {count} image(s): too few for a {test_size:g} holdout and "
-                f"{folds} fold(s) (need at least {needed}); add images or lower data.folds"
+                f"{folds} fold(s); add images or lower data.folds"
             )
 
 
 def _write(samples: Samples, fold_of: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent fits may race
     with temporary.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "split"])

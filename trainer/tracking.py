@@ -29,6 +29,7 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+import yaml
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
@@ -41,9 +42,10 @@ from sklearn.metrics import confusion_matrix
 from trainer import plots, provenance
 from trainer.callbacks import Callback, FitInfo, FoldInfo
 from trainer.checkpoint import find_checkpoint
-from trainer.config import Config, TrackingConfig, flatten, load_config
+from trainer.config import Config, TrackingConfig, apply_overrides, config_from_dict, flatten
 from trainer.errors import UserError
 from trainer.images import read_rgb
+from trainer.runtime import select_device
 
 log = logging.getLogger(__name__)
 
@@ -333,24 +335,54 @@ def warn_if_different(original: dict[str, str], current: dict[str, str]) -> None
             )
 
 
-def config_from_run(
-    run_id: str, configured_uri: str | None = None
-) -> tuple[Config, dict[str, str]]:
-    """The logged config of ``run_id`` and its tags; its split file is restored for reuse."""
-    client = MlflowClient(tracking_uri(configured_uri))
+def config_from_run(run_id: str, overrides: list[str]) -> tuple[Config, dict[str, str]]:
+    """The config of a logged fit (with ``overrides``), ready to reproduce it, and its tags.
+
+    The original's execution mode is pinned (``precision: auto`` measures again otherwise and
+    may choose differently), and its split file is restored from the run if it is missing.
+    """
+    client = MlflowClient(tracking_uri())
     try:
         run = client.get_run(run_id)
-    except MlflowException as exc:
-        raise UserError(f"no run {run_id} in the tracking store {client.tracking_uri}") from exc
+        with tempfile.TemporaryDirectory() as scratch:
+            logged = Path(client.download_artifacts(run_id, "config.yaml", scratch))
+            raw = yaml.safe_load(logged.read_text())
+    except (MlflowException, OSError) as exc:
+        raise UserError(
+            f"run {run_id} in {client.tracking_uri} is not a trainer fit with a logged config "
+            "(use the parent run's id, not a fold's; set MLFLOW_TRACKING_URI to its store)"
+        ) from exc
+    tags = dict(run.data.tags)
+    pinned = _pinned_execution(raw.get("runtime", {}), tags.get("device", ""))
+    config = config_from_dict(apply_overrides(raw, [*pinned, *overrides]), source=f"run {run_id}")
+    _restore_split_file(client, run_id, config, tags.get("data.split_file", ""))
+    return config, tags
+
+
+def _pinned_execution(runtime: dict[str, Any], device: str) -> list[str]:
+    words = device.split()
+    if len(words) < 2 or words[0] != select_device(runtime.get("device", "auto")).type:
+        return []
+    pins = []
+    if runtime.get("precision", "auto") == "auto":
+        pins.append(f"runtime.precision={words[1]}")
+    if runtime.get("channels_last", "auto") == "auto":
+        pins.append(f"runtime.channels_last={str('channels_last' in words).lower()}")
+    return pins
+
+
+def _restore_split_file(client: MlflowClient, run_id: str, config: Config, name: str) -> None:
+    split_dir = config.data.split_dir or config.output.dir / "splits"
+    if not name or (split_dir / name).exists():
+        return
+    split_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        config = load_config(Path(client.download_artifacts(run_id, "config.yaml", scratch)))
-        split_dir = config.data.split_dir or config.output.dir / "splits"
-        name = run.data.tags.get("data.split_file", "")
-        if name and not (split_dir / name).exists():
-            split_dir.mkdir(parents=True, exist_ok=True)
+        try:
             local = client.download_artifacts(run_id, f"splits/{name}", scratch)
-            (split_dir / name).write_bytes(Path(local).read_bytes())
-    return config, dict(run.data.tags)
+        except (MlflowException, OSError) as exc:
+            raise UserError(f"run {run_id} has no split file artifact splits/{name}") from exc
+        (split_dir / name).write_bytes(Path(local).read_bytes())
+    log.info("restored split file %s from run %s", split_dir / name, run_id)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,1 @@
+"""Optuna studies over trainer configs, tracked in MLflow."""

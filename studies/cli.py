@@ -1,0 +1,151 @@
+"""``studies`` command line: run (report and promote build on the same store)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+
+from trainer.cli import run_guarded
+from trainer.errors import UserError
+
+if TYPE_CHECKING:
+    from studies.runner import RunSettings
+
+log = logging.getLogger("studies")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``studies``."""
+    parser = argparse.ArgumentParser(prog="studies", description="Optuna studies of trainer fits")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run (or resume) a study")
+    run.add_argument("study", type=Path, help="study YAML file")
+    run.add_argument("--n-trials", type=int, help="total trials wanted (tops up; default: file)")
+    run.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    run.add_argument("--storage", help="Optuna storage: journal file path or database URL")
+    run.add_argument("--name", help="study name (default: the file's name:)")
+    run.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``studies`` console script."""
+    args = build_parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trial lines are ours, one per trial
+    return run_guarded(args.handler, args, debug=args.debug)
+
+
+def _settings(args: argparse.Namespace) -> RunSettings:
+    from studies.config import load_study_config
+    from studies.runner import RunSettings
+
+    study, base = load_study_config(args.study)
+    updates = {k: v for k, v in (("name", args.name), ("storage", args.storage)) if v}
+    study = study.model_copy(update=updates)
+    if args.workers < 1 or (args.n_trials is not None and args.n_trials < 1):
+        raise UserError("--workers and --n-trials must be at least 1")
+    return RunSettings(
+        study=study,
+        base=base,
+        n_trials=args.n_trials or study.n_trials,
+        timeout=args.timeout if args.timeout is not None else study.timeout,
+        worker_index=args.worker_index,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from studies.runner import open_study, prepare_resume, run_worker
+
+    settings = _settings(args)
+    if args.as_worker:
+        run_worker(settings)
+        return 0
+    study, handle = open_study(settings)
+    tracker = prepare_resume(study, handle)
+    tracker.mark_study("RUNNING")
+    status = "FAILED"
+    try:
+        if args.workers == 1:
+            run_worker(settings)
+        else:
+            _run_workers(args, settings.study.storage or handle.url, settings.study.name)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.update_best()
+        tracker.mark_study(status)
+    _summary(study, handle.url, settings.n_trials)
+    return 0
+
+
+def _run_workers(args: argparse.Namespace, storage: str, name: str) -> None:
+    from studies.runner import cpu_threads_per_worker
+
+    base = [
+        sys.executable,
+        "-m",
+        "studies",
+        "run",
+        str(args.study),
+        "--as-worker",
+        "--storage",
+        storage,
+        "--name",
+        name,
+    ]
+    base += ["--n-trials", str(args.n_trials)] if args.n_trials else []
+    base += ["--timeout", str(args.timeout)] if args.timeout else []
+    env = {**os.environ, "OMP_NUM_THREADS": str(cpu_threads_per_worker(args.workers))}
+    workers = [
+        subprocess.Popen([*base, "--worker-index", str(i)], env=env) for i in range(args.workers)
+    ]
+    try:
+        codes = [worker.wait() for worker in workers]
+    except BaseException:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait()
+        raise
+    if any(codes):
+        raise UserError(
+            f"{sum(1 for c in codes if c)} of {len(codes)} workers failed (exit codes {codes})"
+        )
+
+
+def _summary(study: optuna.Study, storage: str, wanted: int) -> None:
+    states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    log.info(
+        "study %s: %s (wanted %d)",
+        study.study_name,
+        ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())),
+        wanted,
+    )
+    try:
+        best = study.best_trial
+        log.info(
+            "best: trial %d, CV val acc %.4f, %s (MLflow run %s)",
+            best.number,
+            best.value or 0.0,
+            best.params,
+            best.user_attrs.get("mlflow_run_id"),
+        )
+    except ValueError:
+        log.info("no trial completed yet")
+    log.info("browse: make ui (MLflow UI) | optuna-dashboard %s", storage)

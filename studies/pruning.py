@@ -1,0 +1,120 @@
+"""Reporting k-fold training to an Optuna pruner without losing folds or comparing unfairly.
+
+``trial.report`` keeps only the first value per step, so "step = epoch" inside every fold would
+silently drop folds 1..k-1. And when ``epochs`` is searched, "epoch 3" of a 10-epoch cosine
+schedule (learning rate still high) is not comparable with epoch 3 of a 3-epoch one (annealed).
+
+The scheme used here, with ``GRID = 10``:
+
+* steps 0..9 come from the first fold, at tenths of its own schedule: step ``s`` is the
+  validation accuracy once ``(s + 1) / 10`` of the fold's epochs are done (an epoch that covers
+  several tenths reports each of them). Trials are compared at the same fraction of their
+  schedule, whatever their number of epochs.
+* step ``9 + f`` (f >= 1) is reported when fold ``f`` ends: the mean best validation accuracy of
+  folds 0..f. Every fold reaches the pruner; the last one is the objective itself.
+
+Bad trials can stop after a tenth of their first fold; a trial that survives fold 0 is judged on
+whole folds. With the Wilcoxon pruner (made for per-instance values) each fold instead reports
+its own best accuracy at step = fold index, and a pruned trial returns the mean of the folds it
+trained, as Optuna recommends.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+
+from studies.config import PrunerConfig
+from trainer.callbacks import Callback, FoldInfo
+
+GRID = 10  # reports over the first fold's schedule
+
+
+class ReportSchedule:
+    """Maps fold and epoch results of one trial to ``(step, value)`` reports."""
+
+    def __init__(self, per_fold: bool = False) -> None:
+        self.per_fold = per_fold  # Wilcoxon: one report per fold, its own value
+        self.fold_bests: list[float] = []
+        self._next_grid_step = 0
+
+    def after_epoch(
+        self, fold: int, epoch: int, epochs: int, val_acc: float
+    ) -> list[tuple[int, float]]:
+        """Reports due after ``epoch`` (0-based) of ``epochs`` in fold ``fold``."""
+        if self.per_fold or fold != 0:
+            return []
+        reached = math.floor(GRID * (epoch + 1) / epochs + 1e-9)
+        steps = range(self._next_grid_step, min(reached, GRID))
+        self._next_grid_step = max(self._next_grid_step, reached)
+        return [(step, val_acc) for step in steps]
+
+    def after_fold(self, fold: int, best_val_acc: float) -> list[tuple[int, float]]:
+        """Reports due when fold ``fold`` ends with its best validation accuracy."""
+        self.fold_bests.append(best_val_acc)
+        if self.per_fold:
+            return [(fold, best_val_acc)]
+        if fold == 0:
+            return []
+        return [(GRID - 1 + fold, float(np.mean(self.fold_bests)))]
+
+
+class PruningCallback(Callback):
+    """Reports to an Optuna trial during a fit and raises ``TrialPruned`` when told to stop."""
+
+    def __init__(self, trial: optuna.Trial, schedule: ReportSchedule) -> None:
+        self.trial = trial
+        self.schedule = schedule
+        self.epochs_trained = 0
+        self.last_report: tuple[int, float] | None = None
+
+    def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
+        self.epochs_trained += 1
+        if fold.index >= 0:
+            self._report(
+                self.schedule.after_epoch(fold.index, epoch, fold.epochs, metrics["val/acc"])
+            )
+
+    def on_fold_end(self, fold: FoldInfo, summary: dict[str, Any]) -> None:
+        if fold.index >= 0:
+            self._report(self.schedule.after_fold(fold.index, summary["best/val_acc"]))
+
+    def _report(self, reports: list[tuple[int, float]]) -> None:
+        for step, value in reports:
+            self.trial.report(value, step)
+            self.last_report = (step, value)
+        if reports and self.trial.should_prune():
+            step, value = reports[-1]
+            raise optuna.TrialPruned(f"pruned at step {step} with value {value:.4f}")
+
+
+def create_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
+    """The configured Optuna pruner."""
+    if config.type == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps
+        )
+    if config.type == "percentile":
+        return optuna.pruners.PercentilePruner(
+            config.percentile,
+            n_startup_trials=config.n_startup_trials,
+            n_warmup_steps=config.n_warmup_steps,
+        )
+    if config.type == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=config.min_resource, reduction_factor=config.reduction_factor
+        )
+    if config.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1 if config.min_resource == "auto" else config.min_resource,
+            max_resource="auto",
+            reduction_factor=config.reduction_factor,
+        )
+    if config.type == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(
+            p_threshold=config.p_threshold, n_startup_steps=config.n_startup_steps
+        )
+    return optuna.pruners.NopPruner()

@@ -1,0 +1,91 @@
+"""Where a study lives: a journal file beside the tracking store by default, or a database.
+
+* default: ``mlruns/optuna/journal.log`` (Optuna's JournalStorage, safe for several processes
+  on one machine; SQLite is not, for parallel optimisation);
+* ``--storage PATH`` (any path that is not a URL): a journal file there;
+* ``--storage postgresql://…`` (or ``mysql://``, ``sqlite:///`` for one process): RDB storage
+  with heartbeats, so a worker that dies mid-trial has its trial failed and retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.storages import (
+    BaseStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+from trainer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_JOURNAL = Path("mlruns") / "optuna" / "journal.log"
+HEARTBEAT_SECONDS = 30  # a worker's heartbeat interval on RDB storage
+GRACE_SECONDS = 120  # silence after which its RUNNING trial is failed and retried
+_URL = re.compile(r"^[a-z][a-z0-9+]*://")
+
+
+@dataclass(frozen=True)
+class StorageHandle:
+    """An opened storage with the description that goes into tags and logs."""
+
+    storage: BaseStorage
+    url: str  # as given, password removed
+    local_lock: Path  # file lock that serialises trial creation among this machine's workers
+    heartbeat: bool  # dead workers' trials are detected by heartbeats (RDB storage)
+
+
+def open_storage(url: str | None) -> StorageHandle:
+    """Open the journal file or database named by ``url`` (None: the default journal)."""
+    if url is None or not _URL.match(url):
+        path = Path(url) if url else DEFAULT_JOURNAL
+        path = path.expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file_lock = JournalFileOpenLock(str(path) + ".lock")
+        journal = JournalStorage(JournalFileBackend(str(path), lock_obj=file_lock))
+        return StorageHandle(journal, str(path), path.with_name(path.name + ".trials.lock"), False)
+    try:
+        storage = RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+        )
+    except Exception as exc:  # SQLAlchemy's connection and driver errors have no common base
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"cannot open study storage {redact(url)}: {first}") from exc
+    digest = hashlib.sha256(redact(url).encode()).hexdigest()[:16]
+    lock = DEFAULT_JOURNAL.parent.resolve() / f"rdb-{digest}.trials.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    return StorageHandle(storage, redact(url), lock, True)
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def load_or_create_study(
+    handle: StorageHandle,
+    name: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> optuna.Study:
+    """The study ``name`` in the storage, created (maximising) if it is not there yet."""
+    return optuna.create_study(
+        storage=handle.storage,
+        study_name=name,
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
