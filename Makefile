@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP) ## create or update .venv (pinned by requirements.lock)
 
-demo: $(STAMP) ## run the main job offline on bundled sample data
+demo: $(STAMP) ## run the main job (a small study) offline on bundled sample data
 	$(BIN)/trainer sample-data $(DATA)
-	$(BIN)/trainer fit trainer/configs/demo.yaml
+	$(BIN)/studies run studies/configs/demo.yaml
 	@echo "Browse the runs: make ui  (MLflow UI on http://127.0.0.1:5000)"
+	@echo "Browse the study: $(BIN)/optuna-dashboard mlruns/optuna/journal.log"
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest

@@ -6,10 +6,12 @@ schedule (learning rate still high) is not comparable with epoch 3 of a 3-epoch 
 
 The scheme used here, with ``GRID = 10``:
 
-* steps 0..9 come from the first fold, at tenths of its own schedule: step ``s`` is the
-  validation accuracy once ``(s + 1) / 10`` of the fold's epochs are done (an epoch that covers
-  several tenths reports each of them). Trials are compared at the same fraction of their
-  schedule, whatever their number of epochs.
+* steps 0..9 come from the first fold, at tenths of its own schedule: an epoch that ends at
+  fraction ``p`` of the fold's epochs reports its validation accuracy at step
+  ``floor(10 * p) - 1`` (the last tenth it completes; a 2-epoch trial reports at steps 4 and 9,
+  a 10-epoch trial at 0..9). Trials are thus compared at the same fraction of their own cosine
+  schedule, never a long schedule's early, high-learning-rate epoch against a short one's
+  annealed end; steps a trial skips simply hold no comparison.
 * step ``9 + f`` (f >= 1) is reported when fold ``f`` ends: the mean best validation accuracy of
   folds 0..f. Every fold reaches the pruner; the last one is the objective itself.
 
@@ -47,10 +49,11 @@ class ReportSchedule:
         """Reports due after ``epoch`` (0-based) of ``epochs`` in fold ``fold``."""
         if self.per_fold or fold != 0:
             return []
-        reached = math.floor(GRID * (epoch + 1) / epochs + 1e-9)
-        steps = range(self._next_grid_step, min(reached, GRID))
-        self._next_grid_step = max(self._next_grid_step, reached)
-        return [(step, val_acc) for step in steps]
+        reached = min(math.floor(GRID * (epoch + 1) / epochs + 1e-9), GRID)
+        if reached <= self._next_grid_step:
+            return []  # this epoch completes no new tenth of the schedule
+        self._next_grid_step = reached
+        return [(reached - 1, val_acc)]
 
     def after_fold(self, fold: int, best_val_acc: float) -> list[tuple[int, float]]:
         """Reports due when fold ``fold`` ends with its best validation accuracy."""

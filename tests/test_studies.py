@@ -1,0 +1,237 @@
+"""Real small studies: pruning, MLflow links, workers, crash and resume, dashboard, bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from studies.cli import main
+from studies.config import load_study_config
+from studies.storage import open_storage
+from trainer.errors import UserError
+
+from .test_tracking_processes import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def study_file(tmp_path: Path, digits_dir: Path, **changes: Any) -> Path:
+    study: dict[str, Any] = {
+        "name": "unit-study",
+        "n_trials": 4,
+        "base": {
+            "seed": 1,
+            "data": {"root": str(digits_dir), "folds": 2, "num_workers": 0, "cache_mb": 64},
+            "model": {"backbone": "test_resnet", "pretrained": False},
+            "augment": {"hflip_p": 0.0},
+            "train": {"image_size": 16, "batch_size": 8, "epochs": 2},
+            "runtime": {"precision": "fp32", "channels_last": False, "progress": False},
+            "output": {"dir": str(tmp_path / "out")},
+            "tracking": {"log_model": False, "plots": False},
+        },
+        "search_space": {"train.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}},
+        "sampler": {"seed": 3, "n_startup_trials": 2},
+        "pruner": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+    }
+    study.update(changes)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def trials(journal: Path, name: str = "unit-study") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=open_storage(str(journal)).storage).trials
+
+
+def trial_runs(client: MlflowClient, name: str = "unit-study") -> list[Any]:
+    experiment = client.get_experiment_by_name(name)
+    assert experiment is not None
+    return [
+        r for r in client.search_runs([experiment.experiment_id]) if "optuna.trial" in r.data.tags
+    ]
+
+
+def test_bad_trials_are_pruned_early_and_runs_link_both_ways(
+    digits_dir: Path, tmp_path: Path, session_store: str
+) -> None:
+    path, journal = study_file(tmp_path, digits_dir), tmp_path / "journal.log"
+    study = optuna.create_study(
+        study_name="unit-study", storage=open_storage(str(journal)).storage, direction="maximize"
+    )
+    for lr in (1e-2, 1e-2, 1e-8, 1e-8):  # two good trials, then two made bad
+        study.enqueue_trial({"train.lr": lr})
+    assert main(["run", str(path), "--storage", str(journal)]) == 0
+    done = trials(journal)
+    assert [t.state for t in done] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED] * 2
+    client = MlflowClient(session_store)
+    runs = {r.info.run_id: r for r in trial_runs(client)}
+    assert len(runs) == 4
+    for trial in done:
+        run = runs[trial.user_attrs["mlflow_run_id"]]  # trial -> run
+        assert run.data.tags["optuna.trial"] == str(trial.number)  # run -> trial
+        assert run.data.tags["optuna.study"] == "unit-study" and run.data.params[
+            "trial_number"
+        ] == str(trial.number)
+        if trial.state == TrialState.PRUNED:
+            assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+            assert int(run.data.tags["optuna.pruned_step"]) < 9  # inside the first fold
+            assert run.data.metrics["epochs_trained"] < 2 * 2  # fewer than folds x epochs
+        else:
+            assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "COMPLETE"
+            assert run.data.metrics["epochs_trained"] == 4
+        folds = [
+            r
+            for r in client.search_runs([run.info.experiment_id])
+            if r.data.tags.get("mlflow.parentRunId") == run.info.run_id
+        ]
+        assert folds and all(f.info.status != "RUNNING" for f in folds)
+    reloaded = optuna.load_study(study_name="unit-study", storage=open_storage(str(journal)).storage)
+    study_run = client.get_run(reloaded.user_attrs["mlflow_study_run_id"])
+    assert study_run.info.status == "FINISHED" and study_run.data.tags["best.trial"] in {"0", "1"}
+
+
+def test_two_workers_finish_exactly_the_requested_trials(
+    digits_dir: Path, tmp_path: Path, session_store: str
+) -> None:
+    path, journal = study_file(tmp_path, digits_dir, name="two-workers"), tmp_path / "journal.log"
+    assert (
+        main(["run", str(path), "--storage", str(journal), "--workers", "2", "--n-trials", "5"])
+        == 0
+    )
+    done = trials(journal, "two-workers")
+    assert len(done) == 5
+    assert {t.state for t in done} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    workers = {t.user_attrs["worker"].split(":")[1] for t in done}
+    assert len(workers) == 2  # both processes ran trials
+    runs = trial_runs(MlflowClient(session_store), "two-workers")
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in runs) == [0, 1, 2, 3, 4]
+    assert (
+        main(["run", str(path), "--storage", str(journal), "--n-trials", "5"]) == 0
+    )  # tops up: none more
+    assert len(trials(journal, "two-workers")) == 5
+
+
+def test_killed_worker_then_same_command_completes_the_study(
+    digits_dir: Path, tmp_path: Path, session_store: str
+) -> None:
+    base_changes = {"name": "killed", "n_trials": 3}
+    path, journal = study_file(tmp_path, digits_dir, **base_changes), tmp_path / "journal.log"
+    raw = yaml.safe_load(path.read_text())
+    raw["base"]["train"]["epochs"] = 6
+    raw["pruner"] = {"type": "none"}
+    path.write_text(yaml.safe_dump(raw))
+    command = [sys.executable, "-m", "studies", "run", str(path), "--storage", str(journal)]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": session_store},
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if journal.exists() and any(
+            t.state == TrialState.RUNNING and t.number == 1 for t in trials(journal, "killed")
+        ):
+            time.sleep(2)  # mid-trial
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert any(t.state == TrialState.RUNNING for t in trials(journal, "killed"))
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MLFLOW_TRACKING_URI": session_store},
+    )
+    assert result.returncode == 0, result.stderr
+    done = trials(journal, "killed")
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done) == 3
+    assert not [t for t in done if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    client = MlflowClient(session_store)
+    experiment = client.get_experiment_by_name("killed")
+    assert experiment is not None
+    assert not [
+        r for r in client.search_runs([experiment.experiment_id]) if r.info.status == "RUNNING"
+    ]
+
+
+def test_optuna_dashboard_opens_the_study_storage(digits_dir: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.log"
+    optuna.create_study(study_name="visible", storage=open_storage(str(journal)).storage)
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("optuna-dashboard")),
+            str(journal),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline, body = time.monotonic() + 60, None
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies", timeout=2
+                ) as response:
+                    body = json.loads(response.read())
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, (
+            dashboard.stderr.read()
+            if dashboard.poll() is not None and dashboard.stderr
+            else "no answer"
+        )
+        assert [s["study_name"] for s in body["study_summaries"]] == ["visible"]
+    finally:
+        os.killpg(dashboard.pid, signal.SIGTERM)
+        dashboard.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"search_space": {"train.lr": {"type": "float", "low": 1e-2, "high": 1e-4}}},
+            "empty or inverted range",
+        ),
+        (
+            {"search_space": {"model.backbone": {"type": "categorical", "choices": []}}},
+            "search_space.model.backbone",
+        ),
+        (
+            {"search_space": {"train.lrr": {"type": "float", "low": 1e-4, "high": 1e-2}}},
+            "not trainer config keys",
+        ),
+        ({"search_space": {}}, "search_space"),
+        ({"pruner": {"type": "asha"}}, "pruner.type"),
+    ],
+)
+def test_bad_study_files_are_one_line(
+    digits_dir: Path, tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    path = study_file(tmp_path, digits_dir, **change)
+    with pytest.raises(UserError, match=message) as info:
+        load_study_config(path)
+    assert "\n" not in str(info.value)
