@@ -98,7 +98,9 @@ def test_bad_trials_are_pruned_early_and_runs_link_both_ways(
             if r.data.tags.get("mlflow.parentRunId") == run.info.run_id
         ]
         assert folds and all(f.info.status != "RUNNING" for f in folds)
-    reloaded = optuna.load_study(study_name="unit-study", storage=open_storage(str(journal)).storage)
+    reloaded = optuna.load_study(
+        study_name="unit-study", storage=open_storage(str(journal)).storage
+    )
     study_run = client.get_run(reloaded.user_attrs["mlflow_study_run_id"])
     assert study_run.info.status == "FINISHED" and study_run.data.tags["best.trial"] in {"0", "1"}
 
