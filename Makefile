@@ -22,6 +22,7 @@ venv: $(STAMP) ## create or update .venv (pinned by requirements.lock)
 demo: $(STAMP) ## run the main job (a small study) offline on bundled sample data
 	$(BIN)/trainer sample-data $(DATA)
 	$(BIN)/studies run studies/configs/demo.yaml
+	$(BIN)/studies report digits-demo-study
 	@echo "Browse the runs: make ui  (MLflow UI on http://127.0.0.1:5000)"
 	@echo "Browse the study: $(BIN)/optuna-dashboard mlruns/optuna/journal.log"
 

@@ -1,4 +1,4 @@
-"""``studies`` command line: run (report and promote build on the same store)."""
+"""``studies`` command line: run, report."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="HTML comparison report from the MLflow store")
+    report.add_argument("names", nargs="+", help="study names (MLflow experiments)")
+    report.add_argument("--out", type=Path, help="HTML file (default: reports/NAME.html)")
+    report.add_argument("--top", type=int, default=5, help="trials whose learning curves are drawn")
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -75,7 +81,8 @@ def _run(args: argparse.Namespace) -> int:
         run_worker(settings)
         return 0
     study, handle = open_study(settings)
-    tracker = prepare_resume(study, handle)
+    space = {k: v.model_dump() for k, v in settings.study.search_space.items()}
+    tracker = prepare_resume(study, handle, space)
     tracker.mark_study("RUNNING")
     status = "FAILED"
     try:
@@ -91,6 +98,15 @@ def _run(args: argparse.Namespace) -> int:
         tracker.update_best()
         tracker.mark_study(status)
     _summary(study, handle.url, settings.n_trials)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from studies.report import check_names, write_report
+
+    check_names(args.names)
+    path = write_report(args.names, args.out, args.top)
+    print(path)
     return 0
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import psutil
@@ -62,10 +63,12 @@ def open_study(settings: RunSettings) -> tuple[optuna.Study, StorageHandle]:
     return study, handle
 
 
-def prepare_resume(study: optuna.Study, handle: StorageHandle) -> StudyTracker:
+def prepare_resume(
+    study: optuna.Study, handle: StorageHandle, search_space: dict[str, Any]
+) -> StudyTracker:
     """Fail trials of dead local workers and end their runs; returns the study's tracker."""
     failed = fail_dead_local_trials(study, handle)
-    tracker = StudyTracker(study, handle.url)
+    tracker = StudyTracker(study, handle.url, search_space)
     ended = tracker.reconcile()
     if failed or ended:
         log.info("resume: failed %d trial(s) of dead workers, ended %d stale run(s)", failed, ended)

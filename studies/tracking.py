@@ -11,6 +11,7 @@ trials closed as FINISHED), so this bridge uses ``MlflowClient`` with explicit r
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -33,12 +34,16 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "KIL
 class StudyTracker:
     """Creates and ends the MLflow runs of one study's trials."""
 
-    def __init__(self, study: optuna.Study, storage_url: str) -> None:
+    def __init__(
+        self, study: optuna.Study, storage_url: str, search_space: dict[str, Any] | None = None
+    ) -> None:
         self.study = study
         self.storage_url = storage_url
         self.client = MlflowClient(tracking_uri())
         self.experiment_id = ensure_experiment(self.client, study.study_name)
         self.study_run_id = self._study_run()
+        if search_space is not None:  # the report reads the searched keys and their ranges here
+            self.client.set_tag(self.study_run_id, "optuna.search_space", json.dumps(search_space))
 
     def _study_run(self) -> str:
         known = self.study.user_attrs.get(STUDY_RUN_ATTR)
@@ -76,6 +81,7 @@ class StudyTracker:
             "optuna.trial": str(trial.number),
             "optuna.state": "RUNNING",
             "optuna.storage": self.storage_url,
+            "optuna.worker": str(trial.user_attrs.get("worker", "")),
         }
         run = self.client.create_run(
             self.experiment_id, run_name=f"trial-{trial.number}", tags=tags

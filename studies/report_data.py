@@ -1,0 +1,165 @@
+"""Read studies back from the MLflow tracking store (never from Optuna or in-process state).
+
+Runs come in pages of ``search_runs`` (their latest metrics, params and tags included), so a
+study of 1000 runs costs a few requests; per-epoch histories are fetched only for the few
+trials whose learning curves are drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from trainer.errors import UserError
+from trainer.tracking import PARENT_RUN_TAG
+
+log = logging.getLogger(__name__)
+
+PAGE = 5000  # runs per search request
+UI_ADDRESS = "http://127.0.0.1:5000"  # where `make ui` serves the embedded store
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """One study as the tracking store has it."""
+
+    name: str
+    experiment_id: str
+    study_run_id: str | None  # the study-level run the report is attached to
+    searched: list[str]  # dotted config keys of the search space
+    trials: pd.DataFrame  # one row per trial run
+    folds: pd.DataFrame  # one row per fold run: trial, fold, best_val_acc, run_id
+
+
+def load_study(client: MlflowClient, name: str) -> StudyData:
+    """Everything the report needs about study ``name``; one clear line when there is none."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        known = ", ".join(
+            sorted(e.name for e in client.search_experiments() if e.name != "Default")
+        )
+        raise UserError(
+            f"no study named '{name}' in {client.tracking_uri} (known: {known or 'none'})"
+        )
+    runs = _all_runs(client, str(experiment.experiment_id))
+    study_runs = [r for r in runs if r.data.tags.get("kind") == "study"]
+    trial_runs = [r for r in runs if "optuna.trial" in r.data.tags]
+    if not trial_runs:
+        raise UserError(f"study '{name}' has no trials yet; run `studies run` first")
+    searched = _searched_keys(study_runs, trial_runs)
+    trials = pd.DataFrame([_trial_row(client, r, searched) for r in trial_runs])
+    trials.insert(0, "study", name)
+    trials = trials.sort_values("trial").reset_index(drop=True)
+    if not (trials["state"] == "COMPLETE").any():
+        counts = trials["state"].value_counts().to_dict()
+        raise UserError(
+            f"study '{name}' has no completed trial yet ({counts}); see the runs' error tags"
+        )
+    by_id = {r.info.run_id: int(r.data.tags["optuna.trial"]) for r in trial_runs}
+    folds = pd.DataFrame(
+        [
+            _fold_row(r, by_id)
+            for r in runs
+            if r.data.tags.get(PARENT_RUN_TAG) in by_id and r.info.run_name.startswith("fold-")
+        ],
+        columns=["trial", "fold", "best_val_acc", "run_id"],
+    )
+    study_run_id = study_runs[0].info.run_id if study_runs else None
+    return StudyData(name, str(experiment.experiment_id), study_run_id, searched, trials, folds)
+
+
+def _all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], max_results=PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _searched_keys(study_runs: list[Run], trial_runs: list[Run]) -> list[str]:
+    for run in study_runs:
+        if "optuna.search_space" in run.data.tags:
+            return list(json.loads(run.data.tags["optuna.search_space"]))
+    keys = {k for r in trial_runs for k in r.data.params if k != "trial_number"}
+    return sorted(k for k in keys if len({r.data.params.get(k) for r in trial_runs}) > 1)
+
+
+def _trial_row(client: MlflowClient, run: Run, searched: list[str]) -> dict[str, Any]:
+    metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+    planned = _int(params.get("train.epochs")) * _int(params.get("data.folds"))
+    start, end = run.info.start_time, run.info.end_time or run.info.start_time
+    row: dict[str, Any] = {
+        "trial": int(tags["optuna.trial"]),
+        "state": tags.get("optuna.state", "RUNNING"),
+        "value": metrics.get("objective", metrics.get("cv/val_acc_mean")),
+        "cv_std": metrics.get("cv/val_acc_std"),
+        "test_acc": metrics.get("test/acc"),
+        "epochs_trained": int(metrics.get("epochs_trained", 0)),
+        "epochs_planned": planned,
+        "seconds": (end - start) / 1000.0,
+        "start": pd.to_datetime(start, unit="ms"),
+        "end": pd.to_datetime(end, unit="ms"),
+        "worker": tags.get("optuna.worker", "") or "worker",
+        "run_id": run.info.run_id,
+        "run_url": _run_url(client, run),
+    }
+    row.update({key: _typed(params.get(key)) for key in searched})
+    return row
+
+
+def _fold_row(run: Run, trial_of: dict[str, int]) -> dict[str, Any]:
+    return {
+        "trial": trial_of[run.data.tags[PARENT_RUN_TAG]],
+        "fold": run.info.run_name,
+        "best_val_acc": run.data.metrics.get("best/val_acc"),
+        "run_id": run.info.run_id,
+    }
+
+
+def fold_histories(client: MlflowClient, folds: pd.DataFrame, trials: list[int]) -> pd.DataFrame:
+    """Per-epoch ``val/acc`` of the folds of ``trials`` (one request per fold run)."""
+    rows = []
+    for _, fold in folds[folds["trial"].isin(trials)].iterrows():
+        for metric in client.get_metric_history(fold["run_id"], "val/acc"):
+            rows.append(
+                {
+                    "trial": fold["trial"],
+                    "fold": fold["fold"],
+                    "epoch": metric.step,
+                    "val_acc": metric.value,
+                }
+            )
+    return pd.DataFrame(rows, columns=["trial", "fold", "epoch", "val_acc"])
+
+
+def _run_url(client: MlflowClient, run: Run) -> str:
+    uri = client.tracking_uri
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
+    return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text) if text is not None else 0
+    except ValueError:
+        return 0
+
+
+def _typed(text: str | None) -> Any:
+    if text is None:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
