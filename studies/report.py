@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 from mlflow import MlflowClient
 from plotly.offline import get_plotlyjs
@@ -23,6 +24,8 @@ from trainer.errors import UserError
 from trainer.tracking import tracking_uri
 
 log = logging.getLogger(__name__)
+
+PALETTE = plotly.colors.qualitative.Plotly  # one colour per study (or trial) across figures
 
 SECTIONS = (
     "Leaderboard",
@@ -253,26 +256,29 @@ def curves_figure(
 ) -> go.Figure:
     """Validation accuracy per epoch of the top trials: fold mean, with the fold range shaded."""
     figure = go.Figure()
+    drawn = 0
     for study, rows in complete.groupby("study", sort=False):
         best = rows.nlargest(top, "value")["trial"].tolist()
         history = fold_histories(client, folds[folds["study"] == study], best)
         for trial in best:
-            curve = (
-                history[history["trial"] == trial]
-                .groupby("epoch")["val_acc"]
-                .agg(["mean", "min", "max"])
-            )
-            name = f"{study} trial {trial}"
+            stats = history[history["trial"] == trial].groupby("epoch")["val_acc"]
+            curve = stats.agg(["mean", "min", "max"])
+            name, color = f"{study} trial {trial}", PALETTE[drawn % len(PALETTE)]
+            drawn += 1
+            epochs = list(curve.index)
             figure.add_scatter(
-                x=list(curve.index) + list(curve.index[::-1]),
-                y=list(curve["max"]) + list(curve["min"][::-1]),
+                x=epochs + epochs[::-1],
+                y=list(curve["max"]) + list(curve["min"])[::-1],
                 fill="toself",
+                fillcolor=color,
                 opacity=0.2,
                 line={"width": 0},
                 showlegend=False,
                 name=name,
             )
-            figure.add_scatter(x=curve.index, y=curve["mean"], mode="lines+markers", name=name)
+            figure.add_scatter(
+                x=epochs, y=curve["mean"], mode="lines+markers", name=name, line={"color": color}
+            )
     return figure.update_layout(
         title="Learning curves of the top trials",
         xaxis_title="epoch",
@@ -283,7 +289,7 @@ def curves_figure(
 def cost_figure(trials: pd.DataFrame) -> go.Figure:
     """Trials, epochs and seconds per state, and the epochs pruning saved."""
     figure = make_subplots(rows=1, cols=3, subplot_titles=("trials", "epochs trained", "seconds"))
-    for study, rows in trials.groupby("study", sort=False):
+    for index, (study, rows) in enumerate(trials.groupby("study", sort=False)):
         summary = rows.groupby("state").agg(
             trials=("trial", "count"), epochs=("epochs_trained", "sum"), seconds=("seconds", "sum")
         )
@@ -293,6 +299,7 @@ def cost_figure(trials: pd.DataFrame) -> go.Figure:
                 y=summary[metric],
                 name=str(study),
                 showlegend=column == 1,
+                marker_color=PALETTE[index % len(PALETTE)],
                 row=1,
                 col=column,
             )
@@ -320,7 +327,10 @@ def timeline_figure(trials: pd.DataFrame) -> go.Figure:
             marker_color=colors.get(str(state), "#7f7f7f"),
             text=rows["trial"].astype(str),
         )
-    return figure.update_layout(title="Trial timeline", xaxis_type="date", barmode="overlay")
+    height = 180 + 40 * trials["worker"].nunique() * trials["study"].nunique()
+    return figure.update_layout(
+        title="Trial timeline", xaxis_type="date", barmode="overlay", height=height
+    )
 
 
 def confusion_figure(
@@ -359,9 +369,9 @@ def confusion_figure(
 
 
 def _table(title: str, frame: pd.DataFrame, links: pd.Series | None) -> str:
-    shown = frame.copy()
-    for column in shown.select_dtypes(include=[np.floating]).columns:
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+    shown = frame.copy().astype(object).where(frame.notna(), "")
+    for column in frame.select_dtypes(include=[np.floating]).columns:
+        shown[column] = frame[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
     if links is not None:
         shown["run_id"] = [
             f'<a href="{html.escape(u)}">{html.escape(r[:8])}</a>'
