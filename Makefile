@@ -42,6 +42,10 @@ ui: $(STAMP) ## MLflow UI on 127.0.0.1 over the embedded store
 	@echo "MLflow UI: http://127.0.0.1:5000"
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlruns/mlflow.db
 
+bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.md
+	$(BIN)/python -m bench.report_scaling
+	$(BIN)/python -m bench.docs
+
 lock: $(STAMP) ## rewrite requirements.lock from the current .venv
 	@{ echo "# Exact versions tested together (pip freeze of the dev environment). Used as pip constraints."; \
 	   echo "# Regenerate with: make lock"; \

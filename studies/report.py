@@ -180,6 +180,7 @@ def _importances(client: MlflowClient, study: StudyData) -> dict[str, float]:
     complete = study.trials[study.trials["state"] == "COMPLETE"]
     if not space or len(complete) < 2:
         return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     replay = optuna.create_study(direction="maximize")
     for _, row in complete.iterrows():
         params = {k: row[k] for k in space}

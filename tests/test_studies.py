@@ -237,3 +237,50 @@ def test_bad_study_files_are_one_line(
     with pytest.raises(UserError, match=message) as info:
         load_study_config(path)
     assert "\n" not in str(info.value)
+
+
+def test_sigterm_ends_the_trial_failed_and_its_runs_killed(
+    digits_dir: Path, tmp_path: Path, session_store: str
+) -> None:
+    path, journal = (
+        study_file(tmp_path, digits_dir, name="terminated", n_trials=2),
+        tmp_path / "journal.log",
+    )
+    raw = yaml.safe_load(path.read_text())
+    raw["base"]["train"]["epochs"] = 50
+    path.write_text(yaml.safe_dump(raw))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "studies", "run", str(path), "--storage", str(journal)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": session_store},
+    )
+    client = MlflowClient(session_store)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        experiment = client.get_experiment_by_name("terminated")
+        folds = (
+            []
+            if experiment is None
+            else [
+                r
+                for r in client.search_runs([experiment.experiment_id])
+                if r.info.run_name == "fold-0"
+            ]
+        )
+        if folds and client.get_metric_history(folds[0].info.run_id, "val/acc"):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    [trial] = trials(journal, "terminated")
+    assert trial.state == TrialState.FAIL
+    experiment = client.get_experiment_by_name("terminated")
+    assert experiment is not None
+    statuses = {
+        r.info.run_name: r.info.status for r in client.search_runs([experiment.experiment_id])
+    }
+    assert statuses == {"study-terminated": "KILLED", "trial-0": "KILLED", "fold-0": "KILLED"}

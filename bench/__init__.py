@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs them (quick mode) and rewrites docs/benchmarks.md."""
