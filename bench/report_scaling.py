@@ -9,6 +9,7 @@ of their run counts (1.0 = exactly linear).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -116,7 +117,7 @@ def main() -> None:
             os.environ["MLFLOW_TRACKING_URI"] = uri
             runs = build_store(uri, "synthetic", trials, Path(scratch))
             out = Path(scratch) / "report.html"
-            timing = timed(lambda out=out: write_report(["synthetic"], out), args.repeats)
+            timing = timed(functools.partial(write_report, ["synthetic"], out), args.repeats)
             results.append({"trials": trials, "runs": runs, "seconds": timing})
             print(
                 f"{runs} runs: report {timing['median']:.2f} s (min {timing['min']:.2f}, max {timing['max']:.2f})"

@@ -1,4 +1,4 @@
-"""``studies`` command line: run, report."""
+"""``studies`` command line: run, report, promote."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="HTML file (default: reports/NAME.html)")
     report.add_argument("--top", type=int, default=5, help="trials whose learning curves are drawn")
     report.set_defaults(handler=_report)
+
+    promote = commands.add_parser("promote", help="refit the best trial and register it")
+    promote.add_argument("name", help="study name")
+    promote.add_argument("--model-name", help="registered model name (default: the study name)")
+    promote.add_argument("--force", action="store_true", help="make it champion regardless")
+    promote.set_defaults(handler=_promote)
     return parser
 
 
@@ -107,6 +113,15 @@ def _report(args: argparse.Namespace) -> int:
     check_names(args.names)
     path = write_report(args.names, args.out, args.top)
     print(path)
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from studies.promote import promote
+
+    version = promote(args.name, args.model_name, args.force)
+    uri = f"models:/{version.name}/{version.version}"
+    print(f"{uri} ({version.tags.get('decision', '')})")
     return 0
 
 

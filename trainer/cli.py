@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(handler=_fit)
 
     predict = commands.add_parser("predict", help="classify images with a checkpoint")
-    predict.add_argument("--model", required=True, type=Path, help="checkpoint folder or file")
+    predict.add_argument(
+        "--model", required=True, help="checkpoint folder or file, or models:/NAME@alias"
+    )
     predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
     predict.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write")
     predict.add_argument("--batch-size", type=_positive, default=64)

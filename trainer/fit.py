@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,11 +42,35 @@ class Prepared:
 
 def fit(config: Config, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Run the cross-validation (and the refit when ``train.refit``); return the summary."""
-    prepared = prepare(config)
+    return _run(prepare(config), callbacks, _train_all)
+
+
+def refit_only(config: Config, epochs: int, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Only the workflow's last step: train on all non-test data for ``epochs`` and score the
+    holdout (the split file is the one the cross-validation used)."""
+
+    def train(prepared: Prepared, events: Callback) -> dict[str, Any]:
+        summary = {
+            "run_dir": str(prepared.info.run_dir),
+            "refit": prepared.runner.run_refit(epochs, events),
+        }
+        (prepared.info.run_dir / "summary.json").write_text(
+            json.dumps(summary, indent=1, default=str)
+        )
+        return summary
+
+    return _run(prepare(config), callbacks, train)
+
+
+def _run(
+    prepared: Prepared,
+    callbacks: Sequence[Callback],
+    train: Callable[[Prepared, Callback], dict[str, Any]],
+) -> dict[str, Any]:
     events = CallbackList(callbacks)
     try:
         events.on_fit_start(prepared.info)
-        summary = _train_all(prepared, events)
+        summary = train(prepared, events)
         events.on_fit_end(summary)
     except BaseException as error:
         events.on_fit_error(error)

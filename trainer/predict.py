@@ -58,6 +58,14 @@ class Predictor:
             yield self.pipeline(arrays, seed=0)
 
 
+def _predictor(model: str) -> Predictor:
+    if model.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
+        from trainer.tracking import load_logged_model  # the one module that imports mlflow
+
+        return load_logged_model(model).predictor
+    return Predictor(find_checkpoint(Path(model)))
+
+
 def _usable_precision(device: torch.device, trained: str) -> str:
     """The precision the model was validated with, unless this device cannot run it."""
     if device.type == "cpu" and (
@@ -82,9 +90,13 @@ def collect_images(inputs: Sequence[Path]) -> list[Path]:
     return found
 
 
-def predict_to_csv(model: Path, inputs: Sequence[Path], out: Path, batch_size: int = 64) -> int:
-    """Write ``path,predicted,prob_<class>...`` for every image; returns the number of rows."""
-    predictor = Predictor(find_checkpoint(model))
+def predict_to_csv(model: str, inputs: Sequence[Path], out: Path, batch_size: int = 64) -> int:
+    """Write ``path,predicted,prob_<class>...`` for every image; returns the number of rows.
+
+    ``model`` is a checkpoint folder or file, or an MLflow model URI (``models:/NAME@alias``,
+    ``runs:/RUN_ID/model``).
+    """
+    predictor = _predictor(model)
     paths = collect_images(inputs)
     probs = predictor.predict_proba(paths, batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_STORE = Path("mlruns")  # relative to the working directory
 PARENT_RUN_TAG = "mlflow.parentRunId"
+MODEL_URI_TAG = "model_uri"  # the fit's logged model (models:/m-...)
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -104,6 +105,7 @@ class MlflowTracker(Callback):
         run_id: str | None = None,
         killed_on: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
         reference_tags: dict[str, str] | None = None,
+        extra_tags: dict[str, str] | None = None,
     ) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.settings = settings
@@ -113,6 +115,7 @@ class MlflowTracker(Callback):
         self.owns_run = run_id is None
         self.killed_on = killed_on
         self.reference_tags = reference_tags
+        self.extra_tags = extra_tags or {}  # e.g. mlflow.parentRunId to nest the fit's run
         self.child_id: str | None = None
         self.history: plots.History = {}
         self.info: FitInfo | None = None
@@ -121,9 +124,10 @@ class MlflowTracker(Callback):
 
     def on_fit_start(self, info: FitInfo) -> None:
         self.info = info
-        tags = run_tags(info)
+        tags = {**run_tags(info), **self.extra_tags}
         if self.run_id is None:
-            run = self.client.create_run(self.experiment_id, run_name=info.run_dir.name, tags=tags)
+            name = tags.get("mlflow.runName", info.run_dir.name)
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             self.run_id = run.info.run_id
         else:
             self._log(self.run_id, tags=tags)
@@ -290,7 +294,7 @@ class MlflowTracker(Callback):
         # The fluent API is the only way to log a model to a run; the context ends the run
         # FINISHED, which is what the end of a fit does next anyway.
         with _quiet_pyfunc_notices(), mlflow.start_run(run_id=self.parent_id):
-            mlflow.pyfunc.log_model(
+            logged = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=ImageClassifier(),
                 artifacts={"checkpoint": str(checkpoint_dir)},
@@ -299,6 +303,8 @@ class MlflowTracker(Callback):
                 pip_requirements=_requirements(),
                 code_paths=[str(Path(__file__).resolve().parent)],
             )
+        # MLflow 3 keeps logged models outside the run's artifacts: record where this one is.
+        self.client.set_tag(self.parent_id, MODEL_URI_TAG, logged.model_uri)
 
 
 def run_tags(info: FitInfo) -> dict[str, str]:
@@ -487,3 +493,17 @@ def _decode(item: Any) -> Path | np.ndarray:
     from trainer.images import to_rgb8
 
     return to_rgb8(image)
+
+
+def load_logged_model(uri: str) -> ImageClassifier:
+    """The classifier behind an MLflow model URI (``models:/NAME@champion``, ``runs:/ID/model``)."""
+    mlflow.set_tracking_uri(tracking_uri())  # registry too: it follows the tracking URI
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"cannot load model {uri}: {first}") from exc
+    classifier = model.unwrap_python_model()
+    if not isinstance(classifier, ImageClassifier):
+        raise UserError(f"{uri} is not an image classifier logged by trainer")
+    return classifier
