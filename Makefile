@@ -23,7 +23,10 @@ demo: $(STAMP) ## run the main job (a small study) offline on bundled sample dat
 	$(BIN)/trainer sample-data $(DATA)
 	$(BIN)/studies run studies/configs/demo.yaml
 	$(BIN)/studies report digits-demo-study
-	@echo "Browse the runs: make ui  (MLflow UI on http://127.0.0.1:5000)"
+	$(BIN)/studies promote digits-demo-study --model-name digits
+	$(BIN)/trainer predict --model models:/digits@champion $(DATA)/7 --out predictions.csv
+	@echo "Predictions from models:/digits@champion: predictions.csv"
+	@echo "Browse the runs, the study run's report and the registered model: make ui  (MLflow UI on http://127.0.0.1:5000)"
 	@echo "Browse the study: $(BIN)/optuna-dashboard mlruns/optuna/journal.log"
 
 test: $(STAMP) ## run the test suite

@@ -223,7 +223,7 @@ def _mcnemar(client: MlflowClient, champion: ModelVersion, refit: Refit) -> floa
                 return float("nan")
             frames.append(pd.read_csv(path, dtype=str, keep_default_na=False).set_index("path"))
     old, new = frames
-    both = old.join(new, lsuffix="_old", rsuffix="_new", how="inner")
+    both = old.merge(new, left_index=True, right_index=True, suffixes=("_old", "_new"))
     old_right = both["predicted_old"] == both["label_old"]
     new_right = both["predicted_new"] == both["label_new"]
     only_old, only_new = int((old_right & ~new_right).sum()), int((new_right & ~old_right).sum())
