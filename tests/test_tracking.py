@@ -248,8 +248,7 @@ def test_from_run_reproduces_epoch_metrics(
 def test_logged_model_takes_base64_images_and_arrays(
     tracked: tuple[MlflowClient, Config], digits_dir: Path
 ) -> None:
-    from trainer.images import read_rgb
-    from trainer.tracking import encode_image
+    from trainer.images import encode_png_base64, read_rgb
 
     client, config = tracked
     parent, _ = parent_and_children(client, config.experiment)
@@ -257,7 +256,7 @@ def test_logged_model_takes_base64_images_and_arrays(
     images = sorted(digits_dir.rglob("*.png"))[:5]
     by_path = model.predict(pd.DataFrame({"image": [str(p) for p in images]}))
     arrays = [read_rgb(p) for p in images]
-    by_base64 = model.predict(pd.DataFrame({"image": [encode_image(a) for a in arrays]}))
+    by_base64 = model.predict(pd.DataFrame({"image": [encode_png_base64(a) for a in arrays]}))
     by_array = model.unwrap_python_model().classify(arrays)
     assert list(by_path["predicted"]) == list(by_base64["predicted"]) == list(by_array["predicted"])
 

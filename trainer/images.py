@@ -8,10 +8,12 @@ the resize is cached; augmentation stays per sample.
 
 from __future__ import annotations
 
+import base64
 import logging
 import mmap
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -142,3 +144,27 @@ class CacheRegistry:
 
 
 CACHES = CacheRegistry()
+
+
+def encode_png_base64(image: np.ndarray) -> str:
+    """An RGB uint8 image as base64 PNG text (the serving input format)."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not encode the image as PNG")
+    return base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def decode_image_input(item: Any) -> Path | np.ndarray:
+    """A model input as a path (existing file), an RGB array, or decoded base64/bytes."""
+    if isinstance(item, np.ndarray):
+        return item
+    if isinstance(item, bytes):
+        data = item
+    elif isinstance(item, str) and len(item) < 4096 and Path(item).is_file():
+        return Path(item)
+    else:
+        data = base64.b64decode(str(item), validate=False)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("an input is neither an image file path nor a base64-encoded image")
+    return to_rgb8(image)

@@ -12,7 +12,6 @@ depends on MLflow's thread-local "active run" (which does not cross processes).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import os
@@ -24,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import mlflow
 import mlflow.pyfunc
 import numpy as np
@@ -44,7 +42,7 @@ from trainer.callbacks import Callback, FitInfo, FoldInfo
 from trainer.checkpoint import find_checkpoint
 from trainer.config import Config, TrackingConfig, apply_overrides, config_from_dict, flatten
 from trainer.errors import UserError
-from trainer.images import read_rgb
+from trainer.images import decode_image_input, encode_png_base64, read_rgb
 from trainer.runtime import select_device
 
 log = logging.getLogger(__name__)
@@ -124,7 +122,7 @@ class MlflowTracker(Callback):
 
     def on_fit_start(self, info: FitInfo) -> None:
         self.info = info
-        tags = {**run_tags(info), **self.extra_tags}
+        tags = {**provenance.run_tags(info), **self.extra_tags}
         if self.run_id is None:
             name = tags.get("mlflow.runName", info.run_dir.name)
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
@@ -136,7 +134,7 @@ class MlflowTracker(Callback):
             self._log(self.run_id, params=params[start : start + 100])
         self._log_lineage(info)
         if self.reference_tags is not None:
-            warn_if_different(self.reference_tags, tags)
+            provenance.warn_if_different(self.reference_tags, tags)
         log.info("tracking to %s (run %s)", self.client.tracking_uri, self.run_id)
 
     def on_fold_start(self, fold: FoldInfo) -> None:
@@ -288,7 +286,7 @@ class MlflowTracker(Callback):
         checkpoint = find_checkpoint(checkpoint_dir)
         example_index = int(info.splits.test[0]) if len(info.splits.test) else 0
         example = pd.DataFrame(
-            {"image": [encode_image(read_rgb(info.samples.paths[example_index]))]}
+            {"image": [encode_png_base64(read_rgb(info.samples.paths[example_index]))]}
         )
         mlflow.set_tracking_uri(self.client.tracking_uri)
         # The fluent API is the only way to log a model to a run; the context ends the run
@@ -300,45 +298,11 @@ class MlflowTracker(Callback):
                 artifacts={"checkpoint": str(checkpoint_dir)},
                 signature=model_signature(checkpoint.class_names),
                 input_example=example,
-                pip_requirements=_requirements(),
+                pip_requirements=provenance.pip_requirements(),
                 code_paths=[str(Path(__file__).resolve().parent)],
             )
         # MLflow 3 keeps logged models outside the run's artifacts: record where this one is.
         self.client.set_tag(self.parent_id, MODEL_URI_TAG, logged.model_uri)
-
-
-def run_tags(info: FitInfo) -> dict[str, str]:
-    """Tags of a fit's parent run: code, packages, machine, data."""
-    samples = info.samples
-    tags = {f"git.{k}": v for k, v in provenance.git_state().items()}
-    tags.update({f"version.{k}": v for k, v in provenance.package_versions().items()})
-    tags.update(
-        {
-            "host": provenance.host(),
-            "device": info.execution.describe(),
-            "data.root": str(samples.root),
-            "data.digest": info.data_digest,
-            "data.n_images": str(len(samples)),
-            "data.n_classes": str(len(samples.class_names)),
-            "data.class_names": ",".join(samples.class_names),
-            "data.split_file": info.splits.path.name,
-            "run_dir": str(info.run_dir),
-        }
-    )
-    return tags
-
-
-def warn_if_different(original: dict[str, str], current: dict[str, str]) -> None:
-    """Warn about code, data and package differences between a run and its reproduction."""
-    keys = [k for k in original if k.startswith(("git.", "version.")) or k == "data.digest"]
-    for key in keys:
-        if original.get(key) != current.get(key):
-            log.warning(
-                "reproduction differs from the original run in %s: %s -> %s",
-                key,
-                original.get(key),
-                current.get(key),
-            )
 
 
 def config_from_run(run_id: str, overrides: list[str]) -> tuple[Config, dict[str, str]]:
@@ -418,25 +382,7 @@ def _model_checkpoint(summary: dict[str, Any]) -> Path:
     return Path(best["checkpoint"]).parent
 
 
-def _requirements() -> list[str]:
-    versions = provenance.package_versions()
-    return [f"{name}=={version}" for name, version in versions.items() if name != "python"] + [
-        "safetensors",
-        "pydantic",
-        "PyYAML",
-        "pandas",
-    ]
-
-
 # -- the logged model ------------------------------------------------------------------------
-
-
-def encode_image(image: np.ndarray) -> str:
-    """An RGB uint8 image as base64 PNG text (the serving input format)."""
-    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError("could not encode the image as PNG")
-    return base64.b64encode(data.tobytes()).decode("ascii")
 
 
 def model_signature(class_names: Sequence[str]) -> ModelSignature:
@@ -467,7 +413,7 @@ class ImageClassifier(PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         """Classify the images of ``model_input["image"]``."""
-        return self.classify([_decode(item) for item in model_input["image"]])
+        return self.classify([decode_image_input(item) for item in model_input["image"]])
 
     def classify(self, images: Sequence[Path | np.ndarray]) -> pd.DataFrame:
         """Labels and probabilities for file paths or RGB uint8 arrays."""
@@ -476,23 +422,6 @@ class ImageClassifier(PythonModel):
         frame = pd.DataFrame(probs.astype(np.float64), columns=[f"prob_{c}" for c in names])
         frame.insert(0, "predicted", [names[i] for i in probs.argmax(axis=1)])
         return frame
-
-
-def _decode(item: Any) -> Path | np.ndarray:
-    if isinstance(item, np.ndarray):
-        return item
-    if isinstance(item, bytes):
-        data = item
-    elif isinstance(item, str) and len(item) < 4096 and Path(item).is_file():
-        return Path(item)
-    else:
-        data = base64.b64decode(str(item), validate=False)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError("an input is neither an image file path nor a base64-encoded image")
-    from trainer.images import to_rgb8
-
-    return to_rgb8(image)
 
 
 def load_logged_model(uri: str) -> ImageClassifier:
