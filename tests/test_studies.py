@@ -109,6 +109,10 @@ def test_two_workers_finish_exactly_the_requested_trials(
     digits_dir: Path, tmp_path: Path, session_store: str
 ) -> None:
     path, journal = study_file(tmp_path, digits_dir, name="two-workers"), tmp_path / "journal.log"
+    raw = yaml.safe_load(path.read_text())
+    raw["base"]["train"]["epochs"] = 20  # trials long enough that both workers get some
+    raw["pruner"] = {"type": "none"}
+    path.write_text(yaml.safe_dump(raw))
     assert (
         main(["run", str(path), "--storage", str(journal), "--workers", "2", "--n-trials", "5"])
         == 0
@@ -132,7 +136,7 @@ def test_killed_worker_then_same_command_completes_the_study(
     base_changes = {"name": "killed", "n_trials": 3}
     path, journal = study_file(tmp_path, digits_dir, **base_changes), tmp_path / "journal.log"
     raw = yaml.safe_load(path.read_text())
-    raw["base"]["train"]["epochs"] = 6
+    raw["base"]["train"]["epochs"] = 40  # long enough to be killed mid-trial on a fast machine
     raw["pruner"] = {"type": "none"}
     path.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "studies", "run", str(path), "--storage", str(journal)]
@@ -143,14 +147,20 @@ def test_killed_worker_then_same_command_completes_the_study(
         text=True,
         env={**os.environ, "MLFLOW_TRACKING_URI": session_store},
     )
+    client = MlflowClient(session_store)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if journal.exists() and any(
-            t.state == TrialState.RUNNING and t.number == 1 for t in trials(journal, "killed")
-        ):
-            time.sleep(2)  # mid-trial
-            break
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        running = [t for t in trials(journal, "killed")] if journal.exists() else []
+        trial_1 = [t for t in running if t.number == 1 and t.state == TrialState.RUNNING]
+        if trial_1 and "mlflow_run_id" in trial_1[0].user_attrs:
+            folds = client.search_runs(
+                [client.get_run(trial_1[0].user_attrs["mlflow_run_id"]).info.experiment_id],
+                filter_string=f"tags.`mlflow.parentRunId` = '{trial_1[0].user_attrs['mlflow_run_id']}'",
+            )
+            if folds and client.get_metric_history(folds[0].info.run_id, "val/acc"):
+                break  # trial 1 is training: kill it now
+    assert process.poll() is None, "the study ended before it could be killed mid-trial"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert any(t.state == TrialState.RUNNING for t in trials(journal, "killed"))
