@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA := data/digits
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint format ui bench lock clean
+.PHONY: help venv demo test postgres lint format ui bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,8 +29,13 @@ demo: $(STAMP) ## run the main job (a small study) offline on bundled sample dat
 	@echo "Browse the runs, the study run's report and the registered model: make ui  (MLflow UI on http://127.0.0.1:5000)"
 	@echo "Browse the study: $(BIN)/optuna-dashboard mlruns/optuna/journal.log"
 
-test: $(STAMP) ## run the test suite
+test: $(STAMP) postgres ## run the test suite (slow tests included)
 	$(BIN)/python -m pytest
+
+postgres: ## install PostgreSQL server binaries if missing (the stack test starts its own cluster)
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { echo "installing PostgreSQL from the OS packages (needed by tests/test_stack.py)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

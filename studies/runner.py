@@ -36,6 +36,8 @@ from trainer.errors import UserError
 log = logging.getLogger(__name__)
 
 RESERVED_ATTR = "reserved_by"  # worker that will run a WAITING trial
+ADOPTED_ATTR = "adopted_by"  # worker that took over a WAITING trial (a retry, an orphan)
+POLL_SECONDS = 2.0  # how often a finished worker checks on trials still running elsewhere
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,24 @@ def run_worker(settings: RunSettings) -> None:
     objective = Objective(settings.study, settings.base, tracker)
     deadline = time.monotonic() + settings.timeout if settings.timeout else None
     while deadline is None or time.monotonic() < deadline:
-        if not _reserve_trial(study, handle, settings.n_trials):
+        if _reserve_trial(study, handle, settings.n_trials):
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_log_trial])
+            tracker.update_best()
+            continue
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            tracker.reconcile()  # end MLflow runs of trials that failed with their worker
             return
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_log_trial])
-        tracker.update_best()
+        # Enough trials, but some are still running elsewhere: stay until they end, so that a
+        # dead worker's trial is detected (heartbeats, or its pid here) and retried.
+        _fail_stale_trials(study, handle)
+        time.sleep(POLL_SECONDS)
+
+
+def _fail_stale_trials(study: optuna.Study, handle: StorageHandle) -> None:
+    if handle.heartbeat:
+        optuna.storages.fail_stale_trials(study)  # FAIL + a WAITING retry per stale trial
+    else:
+        fail_dead_local_trials(study, handle)
 
 
 def _reserve_trial(study: optuna.Study, handle: StorageHandle, n_trials: int) -> bool:
@@ -102,14 +118,24 @@ def _reserve_trial(study: optuna.Study, handle: StorageHandle, n_trials: int) ->
                 f"{counts[TrialState.FAIL]} trials failed; stopping (see the runs' error tags)"
             )
         for trial in trials:
-            owner = str(trial.user_attrs.get(RESERVED_ATTR, ""))
-            if trial.state == TrialState.WAITING and not (owner and _worker_alive(owner)):
-                handle.storage.set_trial_user_attr(trial._trial_id, RESERVED_ATTR, worker_id())
-                return True  # enqueued by hand, retried after a dead worker, or orphaned
+            if _adoptable(trial):  # enqueued by hand, retried after a dead worker, or orphaned
+                for attr in (RESERVED_ATTR, ADOPTED_ATTR):
+                    handle.storage.set_trial_user_attr(trial._trial_id, attr, worker_id())
+                return True
         if _counted(counts) >= n_trials:
             return False
         study.enqueue_trial({}, user_attrs={RESERVED_ATTR: worker_id()})
         return True
+
+
+def _adoptable(trial: FrozenTrial) -> bool:
+    """A WAITING trial no live worker has reserved. A heartbeat retry copies the dead trial's
+    user attributes (its old reservation included), so for retries only adoption counts."""
+    if trial.state != TrialState.WAITING:
+        return False
+    retry = "failed_trial" in trial.system_attrs
+    owner = str(trial.user_attrs.get(ADOPTED_ATTR if retry else RESERVED_ATTR, ""))
+    return not (owner and _worker_alive(owner))
 
 
 def _counted(counts: Counter[TrialState]) -> int:

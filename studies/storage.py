@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,10 @@ from trainer.errors import UserError
 log = logging.getLogger(__name__)
 
 DEFAULT_JOURNAL = Path("mlruns") / "optuna" / "journal.log"
-HEARTBEAT_SECONDS = 30  # a worker's heartbeat interval on RDB storage
-GRACE_SECONDS = 120  # silence after which its RUNNING trial is failed and retried
+# A worker's heartbeat interval on RDB storage, and the silence after which its RUNNING trial
+# is failed and retried (environment variables, e.g. for tests that kill workers).
+HEARTBEAT_SECONDS = int(os.environ.get("STUDIES_HEARTBEAT_SECONDS", "30"))
+GRACE_SECONDS = int(os.environ.get("STUDIES_GRACE_SECONDS", "120"))
 _URL = re.compile(r"^[a-z][a-z0-9+]*://")
 
 
