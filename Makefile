@@ -52,6 +52,8 @@ ui: $(STAMP) ## MLflow UI on 127.0.0.1 over the embedded store
 
 bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench.report_scaling
+	$(BIN)/python -m bench.tracking_overhead
+	$(BIN)/python -m bench.cpu_modes
 	$(BIN)/python -m bench.docs
 
 lock: $(STAMP) ## rewrite requirements.lock from the current .venv

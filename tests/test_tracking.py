@@ -94,7 +94,6 @@ def test_run_tree_metrics_params_and_artifacts(tracked: tuple[MlflowClient, Conf
             "checkpoint/model.json",
             "val_predictions.csv",
             "plots/confusion_matrix.html",
-            "plots/confusion_matrix.png",
         } <= files
     assert {"cv/val_acc_mean", "cv/val_acc_std", "cv/best_epoch_mean", "test/acc"} <= set(
         parent.data.metrics

@@ -62,9 +62,10 @@ def learning_curves(history: History, out_dir: Path) -> list[Path]:
 
 
 def confusion_matrix_plot(
-    matrix: np.ndarray, class_names: Sequence[str], title: str, out_path: Path
+    matrix: np.ndarray, class_names: Sequence[str], title: str, out_path: Path, png: bool = True
 ) -> list[Path]:
-    """A confusion matrix (rows: true class, columns: predicted) as HTML and PNG."""
+    """A confusion matrix (rows: true class, columns: predicted) as HTML, and PNG if asked
+    (the PNG costs ~0.3 s, so per-fold matrices skip it)."""
     labels = list(class_names)
     figure = go.Figure(
         go.Heatmap(
@@ -80,6 +81,8 @@ def confusion_matrix_plot(
     figure.update_layout(
         title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed"
     )
+    if not png:
+        return _save(figure, None, out_path)
     fig, axis = plt.subplots(figsize=(1.5 + 0.5 * len(labels), 1.2 + 0.5 * len(labels)))
     axis.imshow(matrix, cmap="Blues")
     axis.set_xticks(range(len(labels)), labels, rotation=90)
@@ -92,10 +95,12 @@ def confusion_matrix_plot(
     return _save(figure, fig, out_path)
 
 
-def _save(figure: go.Figure, fig: plt.Figure, stem: Path) -> list[Path]:
+def _save(figure: go.Figure, fig: plt.Figure | None, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     html, png = stem.with_suffix(".html"), stem.with_suffix(".png")
     figure.write_html(html, include_plotlyjs="cdn", full_html=True)
+    if fig is None:
+        return [html]
     fig.tight_layout()
     fig.savefig(png, dpi=80)
     plt.close(fig)

@@ -150,6 +150,8 @@ class MlflowTracker(Callback):
 
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
         self.history[fold.name].append(dict(metrics))
+        # One synchronous batch per epoch (~20 ms): MLflow's asynchronous mode measured slower
+        # here, its writer thread competing with training for two cores.
         self._log(self.active_child, metrics=_metrics(metrics, step=epoch))
 
     def on_checkpoint(self, fold: FoldInfo, epoch: int, directory: Path) -> None:
@@ -280,7 +282,9 @@ class MlflowTracker(Callback):
         matrix = confusion_matrix(frame["label"], frame["predicted"], labels=names)
         split = "holdout" if fold.index < 0 else "validation"
         title = f"{fold.name}: {split} confusion matrix"
-        return plots.confusion_matrix_plot(matrix, names, title, fold.out_dir / "confusion_matrix")
+        return plots.confusion_matrix_plot(
+            matrix, names, title, fold.out_dir / "confusion_matrix", png=fold.index < 0
+        )
 
     def _log_model(self, checkpoint_dir: Path, info: FitInfo) -> None:
         checkpoint = find_checkpoint(checkpoint_dir)

@@ -1,0 +1,94 @@
+"""CPU execution mode: training throughput of fp32 / bf16 autocast x channels-last, and the
+mode `precision: auto` picks, per backbone and image size.
+
+Each mode is timed over several training steps on random input (median of repeats); `auto`
+then decides with its own short measurement, as a fit would. Figure: whether auto's pick is the
+fastest mode measured here (or within the measurement's spread of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+
+import timm
+import torch
+
+from bench.common import save
+
+CASES = {
+    "quick": [("resnet18", 64), ("mobilenetv3_small_100", 64), ("efficientnet_b0", 64)],
+    "full": [
+        (b, s) for b in ("resnet18", "mobilenetv3_small_100", "efficientnet_b0") for s in (64, 128)
+    ],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="also 128 px")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from trainer.config import RuntimeConfig
+    from trainer.runtime import Execution, cpu_supports_bf16, resolve_execution, time_training_step
+
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()  # auto measures afresh
+    cpu = torch.device("cpu")
+    modes = [
+        Execution(cpu, p, cl)
+        for p in (["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"])
+        for cl in (False, True)
+    ]
+    rows = []
+    for backbone, size in CASES["full" if args.full else "quick"]:
+        model = timm.create_model(backbone, pretrained=False, num_classes=10)
+        per_mode = {}
+        for mode in modes:
+            times = sorted(
+                time_training_step(model, mode, size, args.batch, steps=4)
+                for _ in range(args.repeats)
+            )
+            per_mode[mode.describe()] = {
+                "images_per_second": args.batch / times[len(times) // 2],
+                "seconds_per_step": times[len(times) // 2],
+                "min": times[0],
+                "max": times[-1],
+            }
+        chosen = resolve_execution(
+            RuntimeConfig(device="cpu"), model, size, args.batch, key=backbone
+        ).describe()
+        fastest = min(per_mode, key=lambda m: per_mode[m]["seconds_per_step"])
+        within_noise = per_mode[chosen]["min"] <= per_mode[fastest]["max"]
+        rows.append(
+            {
+                "backbone": backbone,
+                "image_size": size,
+                "modes": per_mode,
+                "auto": chosen,
+                "fastest": fastest,
+                "auto_is_fastest": chosen == fastest,
+                "auto_within_noise": within_noise,
+            }
+        )
+        print(
+            f"{backbone} {size}px: "
+            + ", ".join(f"{m} {v['images_per_second']:.0f} img/s" for m, v in per_mode.items())
+            + f" | auto: {chosen} (fastest: {fastest})"
+        )
+    save(
+        "cpu_modes",
+        {
+            "mode": "full" if args.full else "quick",
+            "batch": args.batch,
+            "cases": rows,
+            "auto_fastest_share": sum(r["auto_is_fastest"] for r in rows) / len(rows),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
