@@ -54,6 +54,7 @@ bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.m
 	$(BIN)/python -m bench.report_scaling
 	$(BIN)/python -m bench.tracking_overhead
 	$(BIN)/python -m bench.cpu_modes
+	$(BIN)/python -m bench.input_pipeline
 	$(BIN)/python -m bench.docs
 
 lock: $(STAMP) ## rewrite requirements.lock from the current .venv

@@ -1,0 +1,153 @@
+"""Input pipeline efficiency: trainer throughput over JPEG files ÷ model-only throughput.
+
+A folder of 500x375 JPEGs is generated once. The trainer's pipeline (decoded-image cache,
+per-batch seeded augmentation, its DataLoader settings) is timed on its second epoch, once the
+cache is warm; the model-only figure trains the same model on the same number of in-memory
+tensors. The tutorial's pipeline (decode and augment every sample, default DataLoader) is
+timed the same way for contrast. Figure: trainer ÷ model-only (target >= 0.95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import DataLoader, Dataset
+
+from bench.common import save
+
+WORK = Path(__file__).resolve().parent / "work" / "jpegs"
+CASES = [("mobilenetv3_small_100", 64), ("resnet18", 128)]
+
+
+def jpeg_folder(count: int) -> Path:
+    """`count` 500x375 JPEGs in two class folders (made once, reused)."""
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        path = WORK / f"c{index % 2}" / f"{index:05d}.jpg"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            small = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+            cv2.imwrite(str(path), cv2.resize(small, (500, 375), interpolation=cv2.INTER_CUBIC))
+    return WORK
+
+
+class TutorialDataset(Dataset[tuple[torch.Tensor, int]]):
+    """The notebook way: read, convert, resize, augment and normalise every sample."""
+
+    def __init__(self, paths: list[Path], size: int) -> None:
+        self.paths = paths
+        self.transform = A.Compose(
+            [
+                A.Resize(size, size),
+                A.Rotate(limit=15, p=0.5),
+                A.HorizontalFlip(p=0.5),
+                A.CoarseDropout(p=0.5),
+                A.Normalize(),
+                ToTensorV2(),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        decoded = cv2.imread(str(self.paths[index]))
+        assert decoded is not None, self.paths[index]
+        image = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+        return self.transform(image=image)["image"], index % 2
+
+
+def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
+    from trainer.config import AugmentConfig, ModelConfig
+    from trainer.dataset import find_samples
+    from trainer.engine import train_one_epoch
+    from trainer.images import CacheRegistry
+    from trainer.loader import ImageSubset, loader_settings, make_loader, set_epoch
+    from trainer.model import create_model, data_spec
+    from trainer.runtime import Execution
+    from trainer.transforms import Pipeline, Resize
+
+    samples = find_samples(jpeg_folder(count))
+    execution = Execution(torch.device("cpu"), "fp32", False)
+    model = create_model(ModelConfig(backbone=backbone, pretrained=False), 2)
+    spec = data_spec(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    loss = torch.nn.CrossEntropyLoss()
+    indices = np.arange(len(samples))
+
+    def epoch_rate(batches: Any) -> float:
+        return train_one_epoch(model, batches, optimizer, scheduler, loss, execution)[
+            "images_per_second"
+        ]
+
+    cache = CacheRegistry().get("bench", samples.paths, Resize(size), 4096)
+    subset = ImageSubset(
+        cache, samples.labels, indices, Pipeline(size, spec.mean, spec.std, AugmentConfig())
+    )
+    loader = make_loader(subset, batch, True, 0, loader_settings("auto", torch.device("cpu")))
+    trainer_rates = []
+    for epoch in range(3):
+        set_epoch(loader, epoch)
+        rate = epoch_rate(loader)
+        if epoch:  # the first epoch fills the cache
+            trainer_rates.append(rate)
+    tensors = [
+        (torch.randn(batch, 3, size, size), torch.randint(0, 2, (batch,)))
+        for _ in range(count // batch)
+    ]
+    model_rates = [epoch_rate(tensors) for _ in range(2)]
+    tutorial = DataLoader(
+        TutorialDataset(list(samples.paths), size), batch_size=batch, shuffle=True
+    )
+    tutorial_rates = [epoch_rate(tutorial) for _ in range(2)]
+    trainer_rate, model_rate = statistics.median(trainer_rates), statistics.median(model_rates)
+    tutorial_rate = statistics.median(tutorial_rates)
+    return {
+        "backbone": backbone,
+        "image_size": size,
+        "images": count,
+        "batch": batch,
+        "trainer_images_per_second": trainer_rate,
+        "model_only_images_per_second": model_rate,
+        "tutorial_images_per_second": tutorial_rate,
+        "efficiency": trainer_rate / model_rate,
+        "tutorial_efficiency": tutorial_rate / model_rate,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rows = []
+    for backbone, size in CASES:
+        start = time.perf_counter()
+        row = measure(backbone, size, args.images, args.batch)
+        rows.append(row)
+        print(
+            f"{backbone} {size}px: trainer {row['trainer_images_per_second']:.0f} img/s, model only "
+            f"{row['model_only_images_per_second']:.0f}, tutorial {row['tutorial_images_per_second']:.0f}: "
+            f"efficiency {row['efficiency']:.2f} (tutorial {row['tutorial_efficiency']:.2f}) "
+            f"[{time.perf_counter() - start:.0f} s]"
+        )
+    save(
+        "input_pipeline",
+        {"mode": f"{args.images} images", "cases": rows, "target_efficiency": 0.95},
+    )
+
+
+if __name__ == "__main__":
+    main()
