@@ -6,10 +6,6 @@ import base64
 import csv
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +21,8 @@ from studies.storage import open_storage
 from trainer.cli import main as trainer
 from trainer.errors import UserError
 
+from .servers import background_server, free_port, venv_tool
 from .test_studies import study_file
-from .test_tracking_processes import free_port
 
 pytestmark = pytest.mark.slow
 MODEL = "digits-classifier"
@@ -138,30 +134,28 @@ def test_another_holdout_is_refused(promoted: dict[str, object], digits_dir: Pat
         promote("other-split", MODEL)
 
 
-def test_served_champion_answers_invocations(promoted: dict[str, object], digits_dir: Path) -> None:
+def test_served_champion_answers_invocations(
+    promoted: dict[str, object], digits_dir: Path, tmp_path: Path
+) -> None:
     port = free_port()
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen(
-        [
-            str(mlflow_cli),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{MODEL}@champion",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        # `mlflow models serve` execs uvicorn from PATH: the venv's bin, as when it is activated
-        env={**os.environ, "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-    )
+    command = [
+        venv_tool("mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{MODEL}@champion",
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    # `mlflow models serve` execs uvicorn from PATH: the venv's bin, as when it is activated
+    env = {
+        **os.environ,
+        "PATH": f"{Path(venv_tool('mlflow')).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     images = sorted(digits_dir.rglob("*.png"))[::9]
     body = {
         "dataframe_split": {
@@ -169,28 +163,16 @@ def test_served_champion_answers_invocations(promoted: dict[str, object], digits
             "data": [[base64.b64encode(p.read_bytes()).decode()] for p in images],
         }
     }
-    try:
-        answer = None
-        deadline = time.monotonic() + 120
-        while answer is None and time.monotonic() < deadline and server.poll() is None:
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/invocations",
-                    data=json.dumps(body).encode(),
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    answer = json.loads(response.read())
-            except OSError:
-                time.sleep(1)
-        assert answer is not None, (
-            server.stderr.read() if server.poll() is not None and server.stderr else "no answer"
+    with background_server(command, f"http://127.0.0.1:{port}/ping", env=env):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
         )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
     served = [row["predicted"] for row in answer["predictions"]]
-    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"served-{port}.csv"
+    out = tmp_path / "served.csv"
     assert (
         trainer(
             [

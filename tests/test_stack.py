@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +23,9 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from .servers import background_server, free_port, venv_tool
 from .test_studies import study_file
-from .test_tracking_processes import free_port, rest
+from .test_tracking_processes import rest
 
 pytestmark = pytest.mark.slow
 N_TRIALS = 5
@@ -111,44 +111,23 @@ def postgres() -> Iterator[str]:
 def server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` on PostgreSQL with artifacts served from a temporary folder."""
     port, artifacts = free_port(), tmp_path_factory.mktemp("served-artifacts")
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    process = subprocess.Popen(
-        [
-            str(mlflow_cli),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"{postgres}/mlflow",
-            "--artifacts-destination",
-            str(artifacts),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    command = [
+        venv_tool("mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"{postgres}/mlflow",
+        "--artifacts-destination",
+        str(artifacts),
+    ]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"mlflow server did not start: {process.stderr.read() if process.stderr else ''}"
-                    ) from None
-                time.sleep(1)
+    with background_server(command, f"{url}/health"):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def test_three_workers_on_postgres_and_a_server(
@@ -165,7 +144,7 @@ def test_three_workers_on_postgres_and_a_server(
         **os.environ,
         "MLFLOW_TRACKING_URI": server,
         "STUDIES_HEARTBEAT_SECONDS": "1",
-        "STUDIES_GRACE_SECONDS": "5",
+        "STUDIES_GRACE_SECONDS": "10",
     }
     command = [sys.executable, "-m", "studies", "run", str(path), "--storage", storage]
     workers = [

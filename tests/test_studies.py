@@ -23,7 +23,7 @@ from studies.config import load_study_config
 from studies.storage import open_storage
 from trainer.errors import UserError
 
-from .test_tracking_processes import free_port
+from .servers import background_server, free_port, venv_tool
 
 pytestmark = pytest.mark.slow
 
@@ -187,38 +187,21 @@ def test_optuna_dashboard_opens_the_study_storage(digits_dir: Path, tmp_path: Pa
     journal = tmp_path / "journal.log"
     optuna.create_study(study_name="visible", storage=open_storage(str(journal)).storage)
     port = free_port()
-    dashboard = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("optuna-dashboard")),
-            str(journal),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline, body = time.monotonic() + 60, None
-        while time.monotonic() < deadline and body is None:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/studies", timeout=2
-                ) as response:
-                    body = json.loads(response.read())
-            except OSError:
-                time.sleep(0.5)
-        assert body is not None, (
-            dashboard.stderr.read()
-            if dashboard.poll() is not None and dashboard.stderr
-            else "no answer"
-        )
-        assert [s["study_name"] for s in body["study_summaries"]] == ["visible"]
-    finally:
-        os.killpg(dashboard.pid, signal.SIGTERM)
-        dashboard.wait(timeout=30)
+    command = [
+        venv_tool("optuna-dashboard"),
+        str(journal),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    url = f"http://127.0.0.1:{port}/api/studies"
+    with (
+        background_server(command, url, timeout=60),
+        urllib.request.urlopen(url, timeout=10) as response,
+    ):
+        body = json.loads(response.read())
+    assert [s["study_name"] for s in body["study_summaries"]] == ["visible"]
 
 
 @pytest.mark.parametrize(
