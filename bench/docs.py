@@ -97,7 +97,28 @@ def input_pipeline(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def pruning_economy(result: dict[str, Any]) -> list[str]:
+    w, wo = result["with"], result["without"]
+    return [
+        "## Pruning economy",
+        "",
+        f"The same study ({result['mode']}, same seed and search space) with the pruner "
+        f"`{result['pruner']['type']}` and with none.",
+        "",
+        "| | trials | pruned | epochs trained | seconds | best CV accuracy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| with pruning | {w['trials']} | {w['pruned']} | {w['epochs']:.0f} | {w['seconds']:.0f} | {w['best_value']:.4f} |",
+        f"| without | {wo['trials']} | {wo['pruned']} | {wo['epochs']:.0f} | {wo['seconds']:.0f} | {wo['best_value']:.4f} |",
+        "",
+        f"- Epochs with ÷ without: {result['epochs_ratio']:.2f} (target <= {result['target_epochs_ratio']}); "
+        f"seconds: {result['seconds_ratio']:.2f}.",
+        f"- Best value difference: {result['best_value_difference_points']:+.2f} accuracy points "
+        f"(target within {result['target_points']}).",
+    ]
+
+
 SECTIONS = {
+    "pruning_economy": pruning_economy,
     "input_pipeline": input_pipeline,
     "report_scaling": report_scaling,
     "tracking_overhead": tracking_overhead,
