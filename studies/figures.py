@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -78,7 +78,7 @@ def importance_figure(client: MlflowClient, studies: list[StudyData]) -> go.Figu
 
 
 def _importances(client: MlflowClient, study: StudyData) -> dict[str, float]:
-    space = _space(client, study)
+    space = _distributions(study.space)
     complete = study.trials[study.trials["state"] == "COMPLETE"]
     if not space or len(complete) < 2:
         return {}
@@ -96,14 +96,9 @@ def _importances(client: MlflowClient, study: StudyData) -> dict[str, float]:
         return {}
 
 
-def _space(
-    client: MlflowClient, study: StudyData
-) -> dict[str, optuna.distributions.BaseDistribution]:
-    if study.study_run_id is None:
-        return {}
-    raw = client.get_run(study.study_run_id).data.tags.get("optuna.search_space")
+def _distributions(logged: dict[str, Any]) -> dict[str, optuna.distributions.BaseDistribution]:
     space: dict[str, optuna.distributions.BaseDistribution] = {}
-    for key, spec in json.loads(raw or "{}").items():
+    for key, spec in logged.items():
         if spec["type"] == "float":
             space[key] = optuna.distributions.FloatDistribution(
                 spec["low"], spec["high"], log=spec["log"]

@@ -33,6 +33,7 @@ class StudyData:
     experiment_id: str
     study_run_id: str | None  # the study-level run the report is attached to
     searched: list[str]  # dotted config keys of the search space
+    space: dict[str, Any]  # the logged search space (key -> type, low, high, ...); {} if absent
     trials: pd.DataFrame  # one row per trial run
     folds: pd.DataFrame  # one row per fold run: trial, fold, best_val_acc, run_id
 
@@ -52,7 +53,8 @@ def load_study(client: MlflowClient, name: str) -> StudyData:
     trial_runs = [r for r in runs if "optuna.trial" in r.data.tags]
     if not trial_runs:
         raise UserError(f"study '{name}' has no trials yet; run `studies run` first")
-    searched = _searched_keys(study_runs, trial_runs)
+    space = _logged_space(study_runs)
+    searched = list(space) or _varying_params(trial_runs)
     trials = pd.DataFrame([_trial_row(client, r, searched) for r in trial_runs])
     trials.insert(0, "study", name)
     trials = trials.sort_values("trial").reset_index(drop=True)
@@ -71,7 +73,9 @@ def load_study(client: MlflowClient, name: str) -> StudyData:
         columns=["trial", "fold", "best_val_acc", "run_id"],
     )
     study_run_id = study_runs[0].info.run_id if study_runs else None
-    return StudyData(name, str(experiment.experiment_id), study_run_id, searched, trials, folds)
+    return StudyData(
+        name, str(experiment.experiment_id), study_run_id, searched, space, trials, folds
+    )
 
 
 def _all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
@@ -85,10 +89,14 @@ def _all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
             return runs
 
 
-def _searched_keys(study_runs: list[Run], trial_runs: list[Run]) -> list[str]:
+def _logged_space(study_runs: list[Run]) -> dict[str, Any]:
     for run in study_runs:
         if "optuna.search_space" in run.data.tags:
-            return list(json.loads(run.data.tags["optuna.search_space"]))
+            return dict(json.loads(run.data.tags["optuna.search_space"]))
+    return {}
+
+
+def _varying_params(trial_runs: list[Run]) -> list[str]:
     keys = {k for r in trial_runs for k in r.data.params if k != "trial_number"}
     return sorted(k for k in keys if len({r.data.params.get(k) for r in trial_runs}) > 1)
 

@@ -26,6 +26,24 @@ def venv_tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+def mlflow_server_command(port: int, backend: str, artifacts: Path) -> list[str]:
+    """`mlflow server` on 127.0.0.1:port with ``backend`` and served artifacts in a folder."""
+    return [
+        venv_tool("mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(artifacts),
+    ]
+
+
 @contextmanager
 def background_server(
     command: list[str], ready_url: str, env: dict[str, str] | None = None, timeout: float = 180

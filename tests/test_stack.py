@@ -23,7 +23,7 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from .servers import background_server, free_port, venv_tool
+from .servers import background_server, free_port, mlflow_server_command
 from .test_studies import study_file
 from .test_tracking_processes import rest
 
@@ -111,20 +111,7 @@ def postgres() -> Iterator[str]:
 def server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` on PostgreSQL with artifacts served from a temporary folder."""
     port, artifacts = free_port(), tmp_path_factory.mktemp("served-artifacts")
-    command = [
-        venv_tool("mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"{postgres}/mlflow",
-        "--artifacts-destination",
-        str(artifacts),
-    ]
+    command = mlflow_server_command(port, f"{postgres}/mlflow", artifacts)
     url = f"http://127.0.0.1:{port}"
     with background_server(command, f"{url}/health"):
         yield url
@@ -147,8 +134,9 @@ def test_three_workers_on_postgres_and_a_server(
         "STUDIES_GRACE_SECONDS": "10",
     }
     command = [sys.executable, "-m", "studies", "run", str(path), "--storage", storage]
-    workers = [
-        subprocess.Popen(
+
+    def start_worker() -> subprocess.Popen[str]:
+        return subprocess.Popen(
             command,
             cwd=tmp_path,
             env=env,
@@ -156,23 +144,14 @@ def test_three_workers_on_postgres_and_a_server(
             stderr=subprocess.PIPE,
             text=True,
         )
-    ]
+
+    workers = [start_worker()]
     client = MlflowClient(server)
     _wait(
         lambda: client.get_experiment_by_name("stack") is not None,
         "the first worker to create the study",
     )
-    workers += [
-        subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    workers += [start_worker() for _ in range(2)]
     victim = workers[1]
     _wait(lambda: _training(storage, victim.pid), "the second worker to train a trial")
     victim.send_signal(signal.SIGKILL)

@@ -19,7 +19,7 @@ import yaml
 from mlflow import MlflowClient
 
 from .conftest import small_config
-from .servers import background_server, free_port, venv_tool
+from .servers import background_server, free_port, mlflow_server_command
 
 pytestmark = pytest.mark.slow
 
@@ -70,20 +70,9 @@ def _experiment_ids(client: MlflowClient) -> list[str]:
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """`mlflow server` on a loopback port with its own SQLite store and artifact folder."""
     port = free_port()
-    command = [
-        venv_tool("mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'server.db'}",
-        "--artifacts-destination",
-        str(tmp_path / "server-artifacts"),
-    ]
+    command = mlflow_server_command(
+        port, f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts"
+    )
     url = f"http://127.0.0.1:{port}"
     with background_server(command, f"{url}/health"):
         yield url
