@@ -56,13 +56,15 @@ def test_csv_paths_relative_to_csv(tmp_path: Path) -> None:
         ("path,label\nimg/1.png,\n", "empty label"),
         ("path,label\n../outside.png,a\n", "points outside"),
         ("path,label\nnope.png,a\n", "not found"),
+        ("path,label\nimg/1.png,caf\xe9\n".encode("latin-1"), r"not UTF-8 text \(byte 0xe9 at offset 24\)"),
     ],
 )
-def test_bad_csv_gives_clear_error(tmp_path: Path, content: str, message: str) -> None:
+def test_bad_csv_gives_clear_error(tmp_path: Path, content: str | bytes, message: str) -> None:
     png(tmp_path / "img" / "1.png", np.zeros((4, 4), np.uint8))
-    (tmp_path / "labels.csv").write_text(content)
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(UserError, match=message):
-        find_samples(tmp_path / "labels.csv")
+        find_samples(csv_file)
 
 
 def test_missing_and_single_class_dataset(tmp_path: Path) -> None:
@@ -152,7 +154,7 @@ def test_grayscale_rgba_and_16_bit_load_as_rgb(tmp_path: Path) -> None:
 def test_undecodable_file_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_text("this is text")
-    with pytest.raises(UserError, match="cannot decode image"):
+    with pytest.raises(UserError, match="cannot decode"):
         read_rgb(bad)
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from trainer.config import Config
     from trainer.dataset import Samples
     from trainer.runtime import Execution
+    from trainer.scan import BadImage
     from trainer.splits import Splits
 
 
@@ -37,6 +38,7 @@ class FitInfo:
     execution: Execution  # device, precision, memory format
     run_dir: Path  # where this fit writes its files
     n_folds: int  # number of cross-validation folds
+    skipped: tuple[BadImage, ...] = ()  # unreadable images left out (data.on_bad_image=skip)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,15 +39,10 @@ class Samples:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return dict(zip(self.class_names, counts.tolist(), strict=True))
 
-    def digest(self) -> str:
-        """SHA-256 over every image's relative path, label and bytes: the data's identity."""
-        hasher = hashlib.sha256()
-        for index, path in enumerate(self.paths):
-            hasher.update(
-                f"{self.relative(index)}\0{self.class_names[self.labels[index]]}\0".encode()
-            )
-            hasher.update(hashlib.sha256(path.read_bytes()).digest())
-        return hasher.hexdigest()
+
+def printable(name: str) -> str:
+    """A file name as text for logs, tags and tables: bytes that are not UTF-8 become escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def find_samples(source: Path) -> Samples:
@@ -91,15 +85,21 @@ def _pairs_from_folders(root: Path) -> list[tuple[Path, str]]:
 
 def _pairs_from_csv(csv_path: Path) -> list[tuple[Path, str]]:
     root = csv_path.parent.resolve()
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"path", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise UserError(
-                f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; "
-                "the CSV needs a header with path,label"
-            )
-        rows = list(reader)
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"path", "label"} - set(reader.fieldnames or [])
+            rows = list(reader)
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{csv_path}: not UTF-8 text (byte {error.object[error.start]:#x} at offset "
+            f"{error.start}); save the CSV as UTF-8"
+        ) from None
+    if missing:
+        raise UserError(
+            f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; "
+            "the CSV needs a header with path,label"
+        )
     pairs = []
     for line, row in enumerate(rows, start=2):
         label = (row["label"] or "").strip()

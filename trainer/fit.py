@@ -26,6 +26,7 @@ from trainer.images import CACHES
 from trainer.loader import loader_settings
 from trainer.model import check_backbone, data_spec
 from trainer.runtime import resolve_execution, seed_everything, select_device
+from trainer.scan import SKIPPED_FILE, apply_policy, find_bad_images, fingerprint, write_bad_images
 from trainer.splits import load_or_create_splits, split_file_name
 from trainer.transforms import Pipeline, Resize
 
@@ -83,8 +84,10 @@ def prepare(config: Config) -> Prepared:
     check_backbone(config.model.backbone)
     seed_everything(config.seed, config.runtime.deterministic)
     samples = find_samples(config.data.root)
-    digest = samples.digest()
+    digest = fingerprint(samples)
     split_dir = config.data.split_dir or config.output.dir / "splits"
+    bad = find_bad_images(samples, split_dir / f"{digest[:16]}-bad-images.csv")
+    samples = apply_policy(samples, bad, config.data.on_bad_image)
     name = split_file_name(
         digest, config.data.test_size, config.data.folds, config.data.val_size, config.seed
     )
@@ -107,6 +110,8 @@ def prepare(config: Config) -> Prepared:
     )
     run_dir = _new_run_dir(config)
     save_config(config, run_dir / "config.yaml")
+    if bad:
+        write_bad_images(bad, run_dir / SKIPPED_FILE)
     info = FitInfo(
         config=config,
         samples=samples,
@@ -115,6 +120,7 @@ def prepare(config: Config) -> Prepared:
         execution=execution,
         run_dir=run_dir,
         n_folds=splits.n_folds,
+        skipped=tuple(bad),
     )
     resize = Resize(config.train.image_size)
     runner = FoldRunner(

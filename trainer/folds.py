@@ -239,7 +239,7 @@ class FoldRunner:
 
     def _write_predictions(self, path: Path, indices: np.ndarray, probs: np.ndarray) -> None:
         samples = self.info.samples
-        with path.open("w", newline="", encoding="utf-8") as handle:
+        with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
             writer = csv.writer(handle)
             writer.writerow(
                 ["path", "label", "predicted", *(f"prob_{c}" for c in samples.class_names)]

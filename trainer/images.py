@@ -29,21 +29,75 @@ cv2.setNumThreads(1)
 
 
 class ImageReadError(UserError):
-    """An image file that OpenCV cannot decode."""
+    """An image file that cannot be read or decoded; ``reason`` says why, without the path."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+    @classmethod
+    def of(cls, path: Path, reason: str) -> ImageReadError:
+        """The error for ``path``, worded as one line."""
+        return cls(f"cannot read image {path}: {reason}", reason)
 
 
-def read_rgb(path: Path) -> np.ndarray:
+JPEG_MAGIC = b"\xff\xd8\xff"
+SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE})
+REDUCED_JPEG = (
+    (8, cv2.IMREAD_REDUCED_COLOR_8),
+    (4, cv2.IMREAD_REDUCED_COLOR_4),
+    (2, cv2.IMREAD_REDUCED_COLOR_2),
+)
+
+
+def read_rgb(path: Path, at_least: int | None = None) -> np.ndarray:
     """Decode an image file to an ``H x W x 3`` uint8 RGB array.
 
-    Grayscale, RGBA / grayscale+alpha, 16-bit and float images are converted, not rejected.
+    Grayscale, palette, CMYK, RGBA / grayscale+alpha, 16-bit and float images are converted,
+    not rejected. With ``at_least``, a large JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg
+    scales while decoding) as long as both sides stay at least that long, so a 10000 x 10000
+    photo never needs its full-size pixels in memory.
     """
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    image = None
-    if data is not None and data.size:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageReadError.of(path, "file not found (a broken link?)") from None
+    except PermissionError:
+        raise ImageReadError.of(path, "permission denied") from None
+    except OSError as error:
+        raise ImageReadError.of(path, str(error.strerror or error)) from None
+    if not data.size:
+        raise ImageReadError.of(path, "empty file (0 bytes)")
+    image = cv2.imdecode(data, _decode_flag(data, at_least))
     if image is None:
-        raise ImageReadError(f"cannot decode image {path} (corrupt, empty or not an image)")
+        raise ImageReadError.of(path, "cannot decode (corrupt, truncated or not an image)")
     return to_rgb8(image)
+
+
+def _decode_flag(data: np.ndarray, at_least: int | None) -> int:
+    if at_least is None or data[:3].tobytes() != JPEG_MAGIC:
+        return cv2.IMREAD_UNCHANGED
+    shortest = _jpeg_shortest_side(data)
+    for scale, flag in REDUCED_JPEG:
+        if shortest is not None and shortest // scale >= at_least:
+            return flag
+    return cv2.IMREAD_UNCHANGED
+
+
+def _jpeg_shortest_side(data: np.ndarray) -> int | None:
+    """The shorter side from a JPEG's start-of-frame header, without decoding (None: not found)."""
+    raw, at = data.tobytes(), 2
+    while at + 9 < len(raw):
+        if raw[at] != 0xFF:
+            return None
+        marker = raw[at + 1]
+        length = int.from_bytes(raw[at + 2 : at + 4], "big")
+        if marker in SOF_MARKERS:
+            height = int.from_bytes(raw[at + 5 : at + 7], "big")
+            width = int.from_bytes(raw[at + 7 : at + 9], "big")
+            return min(height, width) or None
+        at += 2 + length
+    return None
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
@@ -98,7 +152,7 @@ class ImageCache:
         """The resized RGB image ``index``: from the cache, or decoded (and cached if room)."""
         if index < self.capacity and self._filled[index]:
             return self._pixels[index].copy()
-        image = self.resize(read_rgb(self.paths[index]))
+        image = self.resize(read_rgb(self.paths[index], at_least=self.size))
         if index < self.capacity:
             self._pixels[index] = image
             self._filled[index] = 1  # written after the pixels: readers never see half an image

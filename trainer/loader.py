@@ -84,11 +84,16 @@ class LoaderSettings:
 
 
 def loader_settings(requested: int | str, device: torch.device) -> LoaderSettings:
-    """Resolve ``num_workers: auto`` for this machine (one core is left to the model on CPU)."""
+    """Resolve ``num_workers: auto``: no worker processes on CPU, up to 8 on CUDA.
+
+    On CPU the model's intra-op threads already use every core; a worker process competes with
+    them and measured slower (docs/benchmarks.md, input pipeline), so batches are made in the
+    main process once the decoded-image cache is warm.
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     if requested == "auto":
-        workers = min(8, cores) if device.type == "cuda" else min(4, max(cores - 1, 0))
+        workers = min(8, cores) if device.type == "cuda" else 0
     else:
         workers = int(requested)
     if workers and "fork" not in multiprocessing.get_all_start_methods():

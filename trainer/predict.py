@@ -100,7 +100,7 @@ def predict_to_csv(model: str, inputs: Sequence[Path], out: Path, batch_size: in
     paths = collect_images(inputs)
     probs = predictor.predict_proba(paths, batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as handle:
+    with out.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "predicted", *(f"prob_{c}" for c in predictor.class_names)])
         for path, row in zip(paths, probs, strict=True):

@@ -77,6 +77,7 @@ def run_tags(info: FitInfo) -> dict[str, str]:
             "data.n_classes": str(len(samples.class_names)),
             "data.class_names": ",".join(samples.class_names),
             "data.split_file": info.splits.path.name,
+            "data.skipped_images": str(len(info.skipped)),
             "run_dir": str(info.run_dir),
         }
     )

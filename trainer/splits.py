@@ -115,7 +115,7 @@ def _check_class_sizes(samples: Samples, test_size: float, folds: int) -> None:
 def _write(samples: Samples, fold_of: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent fits may race
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
+    with temporary.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "split"])
         for index in range(len(samples)):
@@ -130,7 +130,7 @@ def _write(samples: Samples, fold_of: np.ndarray, path: Path) -> None:
 
 
 def _read(samples: Samples, path: Path) -> Splits:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         rows = list(csv.DictReader(handle))
     expected = [
         (samples.relative(i), samples.class_names[samples.labels[i]]) for i in range(len(samples))

@@ -42,8 +42,10 @@ from trainer.callbacks import Callback, FitInfo, FoldInfo
 from trainer.checkpoint import find_checkpoint
 from trainer.config import Config, TrackingConfig, apply_overrides, config_from_dict, flatten
 from trainer.errors import UserError
+from trainer.dataset import printable
 from trainer.images import decode_image_input, encode_png_base64, read_rgb
 from trainer.runtime import select_device
+from trainer.scan import SKIPPED_FILE
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +257,7 @@ class MlflowTracker(Callback):
         split_names = {int(i): "test" for i in splits.test}
         frame = pd.DataFrame(
             {
-                "path": [samples.relative(i) for i in range(len(samples))],
+                "path": [printable(samples.relative(i)) for i in range(len(samples))],
                 "label": [samples.class_names[k] for k in samples.labels],
                 "split": [split_names.get(i, "trainval") for i in range(len(samples))],
             }
@@ -275,10 +277,14 @@ class MlflowTracker(Callback):
         )
         self.client.log_artifact(self.parent_id, str(splits.path), "splits")
         self.client.log_artifact(self.parent_id, str(info.run_dir / "config.yaml"))
+        if info.skipped:
+            self.client.log_artifact(self.parent_id, str(info.run_dir / SKIPPED_FILE), "data")
 
     def _confusion_plot(self, fold: FoldInfo, predictions: Path) -> list[Path]:
         names = list(self._fit_info.samples.class_names)
-        frame = pd.read_csv(predictions, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(
+            predictions, dtype=str, keep_default_na=False, usecols=["label", "predicted"]
+        )
         matrix = confusion_matrix(frame["label"], frame["predicted"], labels=names)
         split = "holdout" if fold.index < 0 else "validation"
         title = f"{fold.name}: {split} confusion matrix"

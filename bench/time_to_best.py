@@ -1,0 +1,252 @@
+"""Time-to-best against the tutorial: a notebook-style Optuna search against ``studies run``.
+
+The baseline is written the tutorial's way: every sample is read with OpenCV and augmented by
+albumentations in a default DataLoader, each trial is an MLflow run with one ``log_metric``
+call per epoch, no cache, no pruning, fp32. ``studies run`` gets the same data, holdout and
+folds, search space, sampler (TPE, same seed and startup trials) and trial count, with its
+defaults (median pruner, ``precision: auto``). If it has not reached the baseline's best after
+that many trials, it is topped up (``n_trials`` is a total) to twice as many.
+
+Figure: seconds until the baseline's final best CV accuracy was first reached, baseline ÷
+studies (target >= 3). Quick mode: tiny timm models, 3 folds, 2-4 epochs, 16-32 px, on the
+digits twice: as 500x375 JPEGs (the decoding cost of photos) and as 32 px PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import DataLoader, Dataset
+
+from bench.common import save
+
+DEMO = Path(__file__).resolve().parents[1] / "studies" / "configs" / "demo.yaml"
+SPACE: dict[str, Any] = {
+    "train.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True},
+    "train.epochs": {"type": "int", "low": 2, "high": 4},
+    "train.image_size": {"type": "int", "low": 16, "high": 32, "step": 16},
+    "model.backbone": {"type": "categorical", "choices": ["test_resnet", "test_efficientnet"]},
+}
+SEED, FOLDS, TEST_SIZE, BATCH = 42, 3, 0.1, 64
+
+
+class TutorialImages(Dataset[tuple[torch.Tensor, int]]):
+    """Read, convert, resize, (augment,) normalise every sample on every access."""
+
+    def __init__(self, paths: list[str], labels: np.ndarray, size: int, train: bool) -> None:
+        self.paths, self.labels = paths, labels
+        augment = [A.Rotate(limit=10, p=0.5), A.CoarseDropout(p=0.3)] if train else []
+        self.transform = A.Compose([A.Resize(size, size), *augment, A.Normalize(), ToTensorV2()])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = cv2.cvtColor(cv2.imread(self.paths[index]), cv2.COLOR_BGR2RGB)
+        return self.transform(image=image)["image"], int(self.labels[index])
+
+
+def tutorial_fold(
+    params: dict[str, Any],
+    paths: np.ndarray,
+    labels: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+) -> list[float]:
+    """One fold the notebook way; returns validation accuracy per epoch."""
+    import mlflow
+    import timm
+
+    size, epochs = params["train.image_size"], params["train.epochs"]
+    model = timm.create_model(params["model.backbone"], pretrained=False, num_classes=10)
+    train_loader = DataLoader(
+        TutorialImages(list(paths[train]), labels[train], size, True), BATCH, shuffle=True
+    )
+    val_loader = DataLoader(TutorialImages(list(paths[val]), labels[val], size, False), BATCH)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params["train.lr"])
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * len(train_loader))
+    accuracies = []
+    for epoch in range(epochs):
+        model.train()
+        for images, targets in train_loader:
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(images), targets).backward()
+            optimizer.step()
+            scheduler.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for images, targets in val_loader:
+                correct += int((model(images).argmax(1) == targets).sum())
+        accuracies.append(correct / len(val))
+        mlflow.log_metric("val_acc", accuracies[-1], step=epoch)
+    return accuracies
+
+
+def run_tutorial(root: Path, trials: int) -> list[tuple[float, float]]:
+    """The baseline search; returns (seconds since start, value) per finished trial."""
+    import mlflow
+    import optuna
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    files = sorted(root.glob("*/*.*"))
+    paths = np.array([str(f) for f in files])
+    labels = np.array([int(f.parent.name) for f in files])
+    keep, _ = train_test_split(
+        np.arange(len(files)), test_size=TEST_SIZE, stratify=labels, random_state=SEED
+    )
+    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(keep, labels[keep]))
+    mlflow.set_experiment("tutorial-baseline")
+    finished: list[tuple[float, float]] = []
+    start = time.perf_counter()
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {
+            "train.lr": trial.suggest_float("train.lr", 1e-4, 1e-2, log=True),
+            "train.epochs": trial.suggest_int("train.epochs", 2, 4),
+            "train.image_size": trial.suggest_int("train.image_size", 16, 32, step=16),
+            "model.backbone": trial.suggest_categorical(
+                "model.backbone", ["test_resnet", "test_efficientnet"]
+            ),
+        }
+        with mlflow.start_run():
+            mlflow.log_params(params)
+            bests = [max(tutorial_fold(params, paths, labels, keep[t], keep[v])) for t, v in folds]
+            value = float(np.mean(bests))
+            mlflow.log_metric("cv_acc", value)
+        finished.append((time.perf_counter() - start, value))
+        return value
+
+    sampler = optuna.samplers.TPESampler(seed=SEED, n_startup_trials=4)
+    optuna.create_study(direction="maximize", sampler=sampler).optimize(objective, trials)
+    return finished
+
+
+def run_studies(root: Path, trials: int, target: float) -> dict[str, Any]:
+    """``studies run`` on the same search; topped up to 2x trials if the target is not reached."""
+    import optuna
+    import yaml
+
+    from studies.cli import main as studies
+    from studies.storage import open_storage
+
+    raw = yaml.safe_load(DEMO.read_text())
+    raw["base"]["file"] = str(DEMO.parent / raw["base"]["file"])
+    raw["base"]["set"] = [
+        "train.refit=false",
+        "tracking.log_model=false",
+        f"data.folds={FOLDS}",
+        f"data.test_size={TEST_SIZE}",
+        f"seed={SEED}",
+        f"train.batch_size={BATCH}",
+        "runtime.precision=auto",
+        "runtime.channels_last=auto",
+        f"data.root={root}",
+        f"output.dir={root.parent / 'out'}",
+        "runtime.progress=false",
+    ]
+    raw.update(name="studies", search_space=SPACE, sampler={"seed": SEED, "n_startup_trials": 4})
+    config_path = root.parent / "studies.yaml"
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False))  # suggest in SPACE order
+    storage = str(root.parent / "studies.journal")
+    start = time.time()
+    for total in (trials, 2 * trials):
+        assert (
+            studies(["run", str(config_path), "--storage", storage, "--n-trials", str(total)]) == 0
+        )
+        study = optuna.load_study(study_name="studies", storage=open_storage(storage).storage)
+        finished = [
+            (t.datetime_complete.timestamp() - start, float(t.value))
+            for t in study.trials
+            if t.value is not None
+            and t.datetime_complete is not None
+            and t.state.name == "COMPLETE"
+        ]
+        if any(value >= target for _, value in finished):
+            break
+    counts = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED")}
+    return {"finished": sorted(finished), "trials": len(study.trials), **counts}
+
+
+def first_reaching(finished: list[tuple[float, float]], target: float) -> float | None:
+    """Seconds at which a finished trial first reached ``target`` (None: never)."""
+    times = [seconds for seconds, value in sorted(finished) if value >= target]
+    return times[0] if times else None
+
+
+def write_photos(root: Path) -> None:
+    """The digits as 500 x 375 colour JPEGs: the decoding cost of ordinary photos."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for number, (image, digit) in enumerate(zip(digits.images, digits.target, strict=True)):
+        pixels = (image * (255.0 / 16.0)).astype(np.uint8)
+        large = cv2.resize(pixels, (500, 375), interpolation=cv2.INTER_CUBIC)
+        folder = root / str(digit)
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{number:04d}.jpg"), cv2.cvtColor(large, cv2.COLOR_GRAY2BGR))
+
+
+def compare(scratch: Path, data: str, trials: int) -> dict[str, Any]:
+    """Both searches on one copy of the digits; the figures of one case."""
+    from trainer.sample_data import write_digits
+
+    root = scratch / data / "digits"
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / data / 'mlflow.db'}"
+    write_photos(root) if data == "photos" else write_digits(root)
+    baseline = run_tutorial(root, trials)
+    target = max(value for _, value in baseline)
+    ours = run_studies(root, trials, target)
+    baseline_seconds = first_reaching(baseline, target)
+    ours_seconds = first_reaching(ours["finished"], target)
+    speedup = baseline_seconds / ours_seconds if baseline_seconds and ours_seconds else None
+    print(
+        f"{data}: baseline best {target:.4f} after {baseline_seconds:.0f} s; studies reached it "
+        f"after {ours_seconds if ours_seconds is None else round(ours_seconds)} s: "
+        f"speedup {speedup if speedup is None else round(speedup, 2)} (target >= 3)"
+    )
+    return {
+        "data": DATA[data],
+        "target_value": target,
+        "baseline": {"finished": baseline, "seconds_to_target": baseline_seconds},
+        "studies": {**ours, "seconds_to_target": ours_seconds},
+        "speedup": speedup,
+    }
+
+
+DATA = {
+    "photos": "the 1797 digits as 500x375 colour JPEGs",
+    "small": "the 1797 digits as 32x32 grey PNGs",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--data", nargs="+", choices=sorted(DATA), default=["photos", "small"])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as scratch:
+        cases = [compare(Path(scratch), data, args.trials) for data in args.data]
+    result = {
+        "mode": f"{FOLDS} folds, {args.trials} trials each (studies up to {2 * args.trials})",
+        "search_space": SPACE,
+        "cases": cases,
+        "target_speedup": 3.0,
+    }
+    save("time_to_best", result)
+
+
+if __name__ == "__main__":
+    main()
