@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--model-name", help="registered model name (default: the study name)")
     promote.add_argument("--force", action="store_true", help="make it champion regardless")
     promote.set_defaults(handler=_promote)
+
+    doctor = commands.add_parser(
+        "doctor", help="check a study's Optuna trials against its MLflow runs (and repair)"
+    )
+    doctor.add_argument("name", help="study name")
+    doctor.add_argument(
+        "--storage", help="Optuna storage (default: the one the study run records, else journal)"
+    )
+    doctor.add_argument("--fix", action="store_true", help="repair what can be repaired")
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 
@@ -123,6 +133,25 @@ def _promote(args: argparse.Namespace) -> int:
     uri = f"models:/{version.name}/{version.version}"
     print(f"{uri} ({version.tags.get('decision', '')})")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from mlflow import MlflowClient
+
+    from studies.doctor import examine, recorded_storage
+    from studies.storage import open_storage
+    from trainer.tracking import tracking_uri
+
+    client = MlflowClient(tracking_uri())
+    storage = args.storage or recorded_storage(client, args.name)
+    handle = open_storage(storage)
+    try:
+        study = optuna.load_study(study_name=args.name, storage=handle.storage)
+    except KeyError:
+        raise UserError(
+            f"no study {args.name!r} in {handle.url}; pass the storage it runs in with --storage"
+        ) from None
+    return examine(study, handle, client, args.fix)
 
 
 def _run_workers(args: argparse.Namespace, storage: str, name: str) -> None:

@@ -245,7 +245,11 @@ def confusion_figure(
             except Exception as exc:  # artifact store errors have no common base class
                 log.warning("no predictions for fold run %s: %s", run_id, exc)
                 continue
-            frames.append(pd.read_csv(local, dtype=str, keep_default_na=False, encoding_errors="backslashreplace"))
+            frames.append(
+                pd.read_csv(
+                    local, dtype=str, keep_default_na=False, encoding_errors="backslashreplace"
+                )
+            )
     title = f"Best trial confusion matrix ({best['study']} trial {best['trial']}, all folds)"
     if not frames:
         return go.Figure().update_layout(title=title + ": no predictions logged")

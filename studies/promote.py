@@ -221,7 +221,11 @@ def _mcnemar(client: MlflowClient, champion: ModelVersion, refit: Refit) -> floa
                 path = client.download_artifacts(run_id, "test_predictions.csv", scratch)
             except (MlflowException, OSError):
                 return float("nan")
-            frames.append(pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="backslashreplace").set_index("path"))
+            frames.append(
+                pd.read_csv(
+                    path, dtype=str, keep_default_na=False, encoding_errors="backslashreplace"
+                ).set_index("path")
+            )
     old, new = frames
     both = old.merge(new, left_index=True, right_index=True, suffixes=("_old", "_new"))
     old_right = both["predicted_old"] == both["label_old"]

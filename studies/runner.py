@@ -135,7 +135,7 @@ def _adoptable(trial: FrozenTrial) -> bool:
         return False
     retry = "failed_trial" in trial.system_attrs
     owner = str(trial.user_attrs.get(ADOPTED_ATTR if retry else RESERVED_ATTR, ""))
-    return not (owner and _worker_alive(owner))
+    return not (owner and worker_alive(owner))
 
 
 def _counted(counts: Counter[TrialState]) -> int:
@@ -158,14 +158,15 @@ def fail_dead_local_trials(study: optuna.Study, handle: StorageHandle) -> int:
     no heartbeats; on RDB storage Optuna's heartbeats also catch other hosts' workers)."""
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _worker_alive(str(trial.user_attrs.get(WORKER_ATTR, ""))):
+        if worker_alive(str(trial.user_attrs.get(WORKER_ATTR, ""))):
             continue
         handle.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         failed += 1
     return failed
 
 
-def _worker_alive(worker: str) -> bool:
+def worker_alive(worker: str) -> bool:
+    """Whether the ``host:pid:start time`` process is alive (other hosts: assumed so)."""
     host, _, rest = worker.partition(":")
     if host != socket.gethostname():
         return True  # not ours to judge

@@ -43,7 +43,7 @@ def add_bad_images(folder: Path) -> dict[str, str]:
     corrupt = bytearray(jpeg)
     corrupt[2:40] = b"\0" * 38
     (folder / "corrupt.jpg").write_bytes(bytes(corrupt))
-    ok, png = cv2.imencode(".png", np.full((40, 40, 3), 7, np.uint8))
+    _, png = cv2.imencode(".png", np.full((40, 40, 3), 7, np.uint8))
     (folder / "truncated.png").write_bytes(png.tobytes()[: len(png) // 2])
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "notes.jpg").write_text("a text file with an image's name\n")
@@ -159,7 +159,7 @@ def test_odd_formats_are_converted_not_skipped(tmp_path: Path) -> None:
     rgb.convert("L").save(tmp_path / "gray.jpg")
     rgb.convert("RGBA").save(tmp_path / "rgba.png")
     rgb.convert("LA").save(tmp_path / "gray-alpha.png")
-    Image.fromarray((pixels[..., 0].astype(np.uint16) * 257)).save(tmp_path / "16bit.png")
+    Image.fromarray(pixels[..., 0].astype(np.uint16) * 257).save(tmp_path / "16bit.png")
     for path in sorted(tmp_path.iterdir()):
         image = read_rgb(path)
         assert image.shape == (20, 30, 3) and image.dtype == np.uint8, path
@@ -189,7 +189,9 @@ print(image.shape[0], image.shape[1], (kib("VmHWM:") - before) // 1024)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory via Linux /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="peak memory via Linux /proc"
+)
 def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path: Path) -> None:
     huge = tmp_path / "huge.jpg"
     canvas = np.zeros((10_000, 10_000), np.uint8)

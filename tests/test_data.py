@@ -56,7 +56,10 @@ def test_csv_paths_relative_to_csv(tmp_path: Path) -> None:
         ("path,label\nimg/1.png,\n", "empty label"),
         ("path,label\n../outside.png,a\n", "points outside"),
         ("path,label\nnope.png,a\n", "not found"),
-        ("path,label\nimg/1.png,caf\xe9\n".encode("latin-1"), r"not UTF-8 text \(byte 0xe9 at offset 24\)"),
+        (
+            "path,label\nimg/1.png,caf\xe9\n".encode("latin-1"),
+            r"not UTF-8 text \(byte 0xe9 at offset 24\)",
+        ),
     ],
 )
 def test_bad_csv_gives_clear_error(tmp_path: Path, content: str | bytes, message: str) -> None:

@@ -51,7 +51,10 @@ def save_checkpoint(
     except OSError as exc:
         for leftover in (tmp_weights, tmp_meta):
             leftover.unlink(missing_ok=True)
-        raise UserError(f"could not write the checkpoint in {directory}: {exc.strerror}") from exc
+        raise UserError(
+            f"could not write the checkpoint in {directory}: {exc.strerror or exc}; "
+            "free space there or set output.dir to another disk"
+        ) from exc
     return Checkpoint(weights, meta)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from trainer.errors import Terminated, UserError
+from trainer.errors import Terminated, UserError, one_line
 
 log = logging.getLogger("trainer")
 
@@ -109,18 +109,6 @@ def run_guarded(
             file=sys.stderr,
         )
         return 1
-
-
-def one_line(message: str) -> str:
-    """The message's first line; for an error re-raised from a DataLoader worker (which carries
-    the worker's traceback), the original error's own line."""
-    lines = [line for line in message.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    if "Original Traceback" in message:
-        name, _, text = lines[-1].partition(": ")
-        return text if text and " " not in name else lines[-1]
-    return lines[0]
 
 
 def configure_logging(debug: bool) -> None:

@@ -36,9 +36,7 @@ class DataConfig(_Section):
     split_dir: Path | None = None  # where split files are kept; default <output.dir>/splits
     cache_mb: int = Field(2048, ge=0)  # memory budget for decoded, resized images (0 = off)
     num_workers: int | Literal["auto"] = "auto"  # DataLoader worker processes
-    on_bad_image: Literal["skip", "error"] = (
-        "skip"  # unreadable images: drop and warn, or stop
-    )
+    on_bad_image: Literal["skip", "error"] = "skip"  # unreadable images: drop and warn, or stop
 
 
 class ModelConfig(_Section):

@@ -13,3 +13,19 @@ class UserError(Exception):
 
 class Terminated(KeyboardInterrupt):
     """The process received SIGTERM: stop like Ctrl-C, ending runs KILLED."""
+
+
+class DeviceOutOfMemoryError(UserError):
+    """The device ran out of memory; the message says which settings to lower."""
+
+
+def one_line(message: str) -> str:
+    """The message's first line; for an error re-raised from a DataLoader worker (which carries
+    the worker's traceback), the original error's own line."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if "Original Traceback" in message:
+        name, _, text = lines[-1].partition(": ")
+        return text if text and " " not in name else lines[-1]
+    return lines[0]

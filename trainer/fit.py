@@ -21,6 +21,7 @@ import torch
 from trainer.callbacks import Callback, CallbackList, FitInfo
 from trainer.config import Config, save_config
 from trainer.dataset import find_samples
+from trainer.errors import DeviceOutOfMemoryError, one_line
 from trainer.folds import FoldRunner, refit_epochs
 from trainer.images import CACHES
 from trainer.loader import loader_settings
@@ -73,10 +74,26 @@ def _run(
         events.on_fit_start(prepared.info)
         summary = train(prepared, events)
         events.on_fit_end(summary)
+    except torch.OutOfMemoryError as error:
+        explained = _out_of_memory(prepared.info, error)
+        events.on_fit_error(explained)
+        raise explained from error
     except BaseException as error:
         events.on_fit_error(error)
         raise
     return summary
+
+
+def _out_of_memory(info: FitInfo, error: torch.OutOfMemoryError) -> DeviceOutOfMemoryError:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # give the memory back before the next trial
+    config = info.config
+    detail = one_line(str(error))
+    return DeviceOutOfMemoryError(
+        f"out of memory on {info.execution.describe()} with train.batch_size="
+        f"{config.train.batch_size} at {config.train.image_size} px ({detail}); lower "
+        "train.batch_size or train.image_size, or use runtime.precision=bf16"
+    )
 
 
 def prepare(config: Config) -> Prepared:

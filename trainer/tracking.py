@@ -41,8 +41,8 @@ from trainer import plots, provenance
 from trainer.callbacks import Callback, FitInfo, FoldInfo
 from trainer.checkpoint import find_checkpoint
 from trainer.config import Config, TrackingConfig, apply_overrides, config_from_dict, flatten
-from trainer.errors import UserError
 from trainer.dataset import printable
+from trainer.errors import UserError
 from trainer.images import decode_image_input, encode_png_base64, read_rgb
 from trainer.runtime import select_device
 from trainer.scan import SKIPPED_FILE
