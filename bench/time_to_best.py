@@ -53,7 +53,9 @@ class TutorialImages(Dataset[tuple[torch.Tensor, int]]):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = cv2.cvtColor(cv2.imread(self.paths[index]), cv2.COLOR_BGR2RGB)
+        decoded = cv2.imread(self.paths[index])
+        assert decoded is not None, self.paths[index]
+        image = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
         return self.transform(image=image)["image"], int(self.labels[index])
 
 

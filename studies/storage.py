@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from optuna.storages import (
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from trainer.errors import UserError
+from trainer.remote import redact
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +59,24 @@ def open_storage(url: str | None) -> StorageHandle:
         journal = JournalStorage(JournalFileBackend(str(path), lock_obj=file_lock))
         return StorageHandle(journal, str(path), path.with_name(path.name + ".trials.lock"), False)
     try:
-        storage = RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
     except Exception as exc:  # SQLAlchemy's connection and driver errors have no common base
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UserError(f"cannot open study storage {redact(url)}: {first}") from exc
+        raise UserError(
+            f"cannot open study storage {redact(url)}: {first}; check the URL (--storage or "
+            "storage: in the study file) and that the database is running"
+        ) from exc
     digest = hashlib.sha256(redact(url).encode()).hexdigest()[:16]
     lock = DEFAULT_JOURNAL.parent.resolve() / f"rdb-{digest}.trials.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     return StorageHandle(storage, redact(url), lock, True)
-
-
-def redact(url: str) -> str:
-    """The URL without its password."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def load_or_create_study(

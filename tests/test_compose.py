@@ -129,3 +129,82 @@ def test_dockerfile_copies_what_exists() -> None:
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (REPO / source).exists(), source
+
+
+def test_tracking_server_requires_the_env_credentials(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert command(services["mlflow"])[:4] == ["mlflow", "server", "--app-name", "basic-auth"]
+    server_env = services["mlflow"]["environment"]
+    assert server_env["MLFLOW_AUTH_ADMIN_USERNAME"] == "${MLFLOW_ADMIN_USER}"
+    assert server_env["MLFLOW_AUTH_ADMIN_PASSWORD"] == "${MLFLOW_ADMIN_PASSWORD}"
+    assert server_env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == "${MLFLOW_SECRET_KEY}"
+    worker_env = services["worker"]["environment"]
+    assert worker_env["MLFLOW_TRACKING_USERNAME"] == "${MLFLOW_ADMIN_USER}"
+    assert worker_env["MLFLOW_TRACKING_PASSWORD"] == "${MLFLOW_ADMIN_PASSWORD}"
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored  # the real secrets never get committed
+
+
+@pytest.mark.slow
+def test_auth_server_of_the_stack_refuses_anonymous_and_accepts_the_admin(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+
+    from .conftest import small_config
+    from .servers import background_server, free_port, mlflow_server_command
+
+    ini = (REPO / "docker" / "mlflow-auth.ini").read_text()
+    local_ini = tmp_path / "auth.ini"
+    local_ini.write_text(ini.replace("sqlite:////mlflow-auth/", f"sqlite:///{tmp_path}/"))
+    env = env_example()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server_env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(local_ini),
+        "MLFLOW_AUTH_ADMIN_USERNAME": env["MLFLOW_ADMIN_USER"],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": env["MLFLOW_ADMIN_PASSWORD"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": env["MLFLOW_SECRET_KEY"],
+    }
+    server = mlflow_server_command(port, f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "art")
+    server[2:2] = ["--app-name", "basic-auth"]
+    config = tmp_path / "fit.yaml"
+    config.write_text(yaml.safe_dump(small_config(digits_dir, tmp_path / "out").to_dict()))
+    fit = [sys.executable, "-m", "trainer", "fit", str(config)]
+    with background_server(server, f"{url}/health", env=server_env):
+        search = f"{url}/api/2.0/mlflow/experiments/search?max_results=5"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(search, timeout=10)
+        assert refused.value.code == 401
+        anonymous = subprocess.run(
+            fit,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "MLFLOW_TRACKING_URI": url},
+        )
+        assert anonymous.returncode != 0 and "Traceback" not in anonymous.stderr
+        assert "401" in anonymous.stderr or "Unauthorized" in anonymous.stderr
+        admin = {
+            "MLFLOW_TRACKING_URI": url,
+            "MLFLOW_TRACKING_USERNAME": env["MLFLOW_ADMIN_USER"],
+            "MLFLOW_TRACKING_PASSWORD": env["MLFLOW_ADMIN_PASSWORD"],
+        }
+        tracked = subprocess.run(
+            fit, capture_output=True, text=True, timeout=300, env={**os.environ, **admin}
+        )
+        assert tracked.returncode == 0, tracked.stderr
+        request = urllib.request.Request(search)
+        import base64
+
+        token = base64.b64encode(
+            f"{env['MLFLOW_ADMIN_USER']}:{env['MLFLOW_ADMIN_PASSWORD']}".encode()
+        ).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            names = {e["name"] for e in json.loads(response.read())["experiments"]}
+        assert "digits-demo" in names

@@ -20,15 +20,22 @@ import torch
 
 from trainer.callbacks import Callback, CallbackList, FitInfo
 from trainer.config import Config, save_config
-from trainer.dataset import find_samples
+from trainer.dataset import Samples, find_samples
 from trainer.errors import DeviceOutOfMemoryError, one_line
 from trainer.folds import FoldRunner, refit_epochs
 from trainer.images import CACHES
 from trainer.loader import loader_settings
-from trainer.model import check_backbone, data_spec
+from trainer.model import check_backbone, check_input_size, data_spec
 from trainer.runtime import resolve_execution, seed_everything, select_device
-from trainer.scan import SKIPPED_FILE, apply_policy, find_bad_images, fingerprint, write_bad_images
-from trainer.splits import load_or_create_splits, split_file_name
+from trainer.scan import (
+    SKIPPED_FILE,
+    BadImage,
+    apply_policy,
+    find_bad_images,
+    fingerprint,
+    write_bad_images,
+)
+from trainer.splits import Splits, load_or_create_splits, split_file_name
 from trainer.transforms import Pipeline, Resize
 
 log = logging.getLogger(__name__)
@@ -99,24 +106,10 @@ def _out_of_memory(info: FitInfo, error: torch.OutOfMemoryError) -> DeviceOutOfM
 def prepare(config: Config) -> Prepared:
     """Find the images, fix the splits, pick the execution mode and make the run folder."""
     check_backbone(config.model.backbone)
-    seed_everything(config.seed, config.runtime.deterministic)
-    samples = find_samples(config.data.root)
-    digest = fingerprint(samples)
-    split_dir = config.data.split_dir or config.output.dir / "splits"
-    bad = find_bad_images(samples, split_dir / f"{digest[:16]}-bad-images.csv")
-    samples = apply_policy(samples, bad, config.data.on_bad_image)
-    name = split_file_name(
-        digest, config.data.test_size, config.data.folds, config.data.val_size, config.seed
-    )
-    splits = load_or_create_splits(
-        samples,
-        split_dir / name,
-        config.data.test_size,
-        config.data.folds,
-        config.data.val_size,
-        config.seed,
-    )
     probe = timm.create_model(config.model.backbone, pretrained=False, num_classes=2)
+    check_input_size(probe, config.train.image_size, config.model.backbone)  # before the scan
+    seed_everything(config.seed, config.runtime.deterministic)
+    samples, digest, bad, splits = _load_data(config)
     spec = data_spec(probe)
     execution = resolve_execution(
         config.runtime,
@@ -149,6 +142,21 @@ def prepare(config: Config) -> Prepared:
     )
     _log_start(info)
     return Prepared(info=info, runner=runner)
+
+
+def _load_data(config: Config) -> tuple[Samples, str, list[BadImage], Splits]:
+    """The usable images, the data digest, the unusable images and the fixed splits."""
+    samples = find_samples(config.data.root)
+    digest = fingerprint(samples)
+    split_dir = config.data.split_dir or config.output.dir / "splits"
+    bad = find_bad_images(samples, split_dir / f"{digest[:16]}-bad-images.csv")
+    samples = apply_policy(samples, bad, config.data.on_bad_image)
+    data = config.data
+    name = split_file_name(digest, data.test_size, data.folds, data.val_size, config.seed)
+    splits = load_or_create_splits(
+        samples, split_dir / name, data.test_size, data.folds, data.val_size, config.seed
+    )
+    return samples, digest, bad, splits
 
 
 def _train_all(prepared: Prepared, events: Callback) -> dict[str, Any]:

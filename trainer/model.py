@@ -79,6 +79,32 @@ def data_spec(model: nn.Module) -> DataSpec:
     )
 
 
+def check_input_size(model: nn.Module, image_size: int, backbone: str) -> None:
+    """Fail with one line when ``backbone`` cannot take ``image_size`` px square images: below
+    its configured minimum, or rejected by a trial forward pass (patch sizes, windows, fixed
+    position embeddings, or a feature map shrunk to nothing)."""
+    config = getattr(model, "pretrained_cfg", None) or {}
+    minimum = (config.get("min_input_size") or (3, 1, 1))[-1]
+    default = (config.get("input_size") or (3, 224, 224))[-1]
+    if image_size < minimum:
+        raise UserError(
+            f"train.image_size {image_size} is below model.backbone {backbone}'s minimum of "
+            f"{minimum} px; raise it (the backbone's default is {default})"
+        )
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, image_size, image_size))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(
+            f"model.backbone {backbone} cannot take {image_size} px images ({reason}); set "
+            f"train.image_size to a size it accepts (its default is {default})"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The parameters the optimizer should update."""
     return [p for p in model.parameters() if p.requires_grad]

@@ -44,6 +44,7 @@ from trainer.config import Config, TrackingConfig, apply_overrides, config_from_
 from trainer.dataset import printable
 from trainer.errors import UserError
 from trainer.images import decode_image_input, encode_png_base64, read_rgb
+from trainer.remote import check_server
 from trainer.runtime import select_device
 from trainer.scan import SKIPPED_FILE
 
@@ -56,9 +57,16 @@ _KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
 def tracking_uri(configured: str | None = None) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri``, else SQLite in ``./mlruns``."""
+    """``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri``, else SQLite in ``./mlruns``.
+
+    A tracking server is checked once per process: if nothing answers, this fails in one line
+    at once rather than after MLflow's minutes of retries (which are kept for a server that
+    goes away later, e.g. while it restarts).
+    """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
     if uri:
+        if uri.startswith(("http://", "https://")):
+            check_server(uri)
         return uri
     store = EMBEDDED_STORE.resolve()
     store.mkdir(parents=True, exist_ok=True)
