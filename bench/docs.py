@@ -106,7 +106,9 @@ def cpu_modes(result: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        f"- auto picked the fastest measured mode in {result['auto_fastest_share']:.0%} of cases.",
+        f"- auto picked the fastest measured mode in {result['auto_fastest_share']:.0%} of cases, "
+        f"and a mode within the fastest one's spread in "
+        f"{result.get('auto_within_noise_share', float('nan')):.0%}.",
     ]
     return lines
 

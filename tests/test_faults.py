@@ -148,7 +148,7 @@ def test_out_of_memory_fails_the_trial_cleanly_and_the_study_goes_on(
     calls = {"trial": 0}
 
     def allocator(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        if calls["trial"] == 1 and isinstance(self, torch.nn.Conv2d):
+        if calls["trial"] == 1 and isinstance(self, torch.nn.Conv2d) and self.training:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return original(self, *args, **kwargs)
 

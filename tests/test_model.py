@@ -78,3 +78,24 @@ def test_freezing_trains_only_the_head() -> None:
     after = model.state_dict()
     changed = {k for k in after if not torch.equal(before[k], after[k])}
     assert changed == {"fc.weight", "fc.bias"}
+
+
+class _Payload:
+    """Runs code when unpickled: what a malicious checkpoint carries."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.marker), "pwned"))  # type: ignore[return-value]
+
+
+def test_pickled_weights_are_never_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    weights = timm.create_model("test_resnet", pretrained=False).state_dict()
+    malicious = tmp_path / "weights.pth"
+    torch.save({**weights, "extra": _Payload(marker)}, malicious)
+    with pytest.raises(UserError, match="could not load weights") as caught:
+        create_model(ModelConfig(backbone="test_resnet", weights=malicious), 3)
+    assert "\n" not in str(caught.value)
+    assert not marker.exists()  # loaded with weights_only=True: the payload never ran

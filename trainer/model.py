@@ -95,6 +95,8 @@ def check_input_size(model: nn.Module, image_size: int, backbone: str) -> None:
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, image_size, image_size))
+    except torch.OutOfMemoryError:
+        raise
     except (RuntimeError, AssertionError, ValueError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise UserError(
