@@ -51,9 +51,9 @@ ui: $(STAMP) ## MLflow UI on 127.0.0.1 over the embedded store
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlruns/mlflow.db
 
 bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.md
-	$(BIN)/python -m bench.report_scaling
+	$(BIN)/python -m bench.report_scaling --full
 	$(BIN)/python -m bench.tracking_overhead
-	$(BIN)/python -m bench.cpu_modes
+	$(BIN)/python -m bench.cpu_modes --full
 	$(BIN)/python -m bench.input_pipeline
 	$(BIN)/python -m bench.pruning_economy
 	$(BIN)/python -m bench.time_to_best
