@@ -74,12 +74,13 @@ def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
     from trainer.images import CacheRegistry
     from trainer.loader import ImageSubset, loader_settings, make_loader, set_epoch
     from trainer.model import create_model, data_spec
-    from trainer.runtime import Execution
+    from trainer.runtime import Execution, select_device
     from trainer.transforms import Pipeline, Resize
 
     samples = find_samples(jpeg_folder(count))
-    execution = Execution(torch.device("cpu"), "fp32", False)
-    model = create_model(ModelConfig(backbone=backbone, pretrained=False), 2)
+    device = select_device("auto")  # an accelerator when there is one; the JSON records which
+    execution = Execution(device, "fp32", False)
+    model = create_model(ModelConfig(backbone=backbone, pretrained=False), 2).to(device)
     spec = data_spec(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -95,7 +96,7 @@ def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
     subset = ImageSubset(
         cache, samples.labels, indices, Pipeline(size, spec.mean, spec.std, AugmentConfig())
     )
-    loader = make_loader(subset, batch, True, 0, loader_settings("auto", torch.device("cpu")))
+    loader = make_loader(subset, batch, True, 0, loader_settings("auto", device))
     trainer_rates = []
     for epoch in range(3):
         set_epoch(loader, epoch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,18 @@ SECTIONS = (
 )
 
 
+def default_report_path(names: list[str]) -> Path:
+    """``reports/<names>.html``, the names made safe as one file name (never leaving reports/)."""
+    stem = re.sub(r"[^A-Za-z0-9._+=-]", "_", "+".join(names)).lstrip(".") or "report"
+    return Path("reports") / f"{stem[:150]}.html"
+
+
 def write_report(names: list[str], out: Path | None = None, top: int = 5) -> Path:
     """Build the report of ``names`` from the tracking store; returns the HTML path."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(tracking_uri())
     studies = [load_study(client, name) for name in names]
-    out = out or Path("reports") / f"{'+'.join(names)}.html"
+    out = out or default_report_path(names)
     out.parent.mkdir(parents=True, exist_ok=True)
     trials = pd.concat([s.trials for s in studies], ignore_index=True)
     folds = pd.concat([s.folds.assign(study=s.name) for s in studies], ignore_index=True)

@@ -109,27 +109,36 @@ def run_in_process(path: Path, journal: Path) -> optuna.Study:
     return handle_study
 
 
-def test_nan_loss_fails_the_trial_with_its_reason_and_the_study_goes_on(
-    digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tiny_study(tmp_path, digits_dir, "nan-loss")
-    original = torch.nn.CrossEntropyLoss.forward
+@pytest.fixture
+def trial_count(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many trials this process has started (the fault hits the first one)."""
     calls = {"trial": 0}
-
-    def poisoned(
-        self: torch.nn.CrossEntropyLoss, logits: torch.Tensor, target: torch.Tensor
-    ) -> torch.Tensor:
-        loss = original(self, logits, target)
-        return loss * math.nan if calls["trial"] == 1 else loss
-
     start = Objective.__call__
 
     def counting(self: Objective, trial: optuna.Trial) -> float:
         calls["trial"] += 1
         return start(self, trial)
 
-    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
     monkeypatch.setattr(Objective, "__call__", counting)
+    return calls
+
+
+def test_nan_loss_fails_the_trial_with_its_reason_and_the_study_goes_on(
+    digits_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    trial_count: dict[str, int],
+) -> None:
+    path = tiny_study(tmp_path, digits_dir, "nan-loss")
+    original = torch.nn.CrossEntropyLoss.forward
+
+    def poisoned(
+        self: torch.nn.CrossEntropyLoss, logits: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        loss = original(self, logits, target)
+        return loss * math.nan if trial_count["trial"] == 1 else loss
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
     study = run_in_process(path, tmp_path / "journal.log")
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
@@ -141,25 +150,20 @@ def test_nan_loss_fails_the_trial_with_its_reason_and_the_study_goes_on(
 
 
 def test_out_of_memory_fails_the_trial_cleanly_and_the_study_goes_on(
-    digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    digits_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    trial_count: dict[str, int],
 ) -> None:
     path = tiny_study(tmp_path, digits_dir, "oom")
     original = torch.nn.Module.__call__
-    calls = {"trial": 0}
 
     def allocator(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        if calls["trial"] == 1 and isinstance(self, torch.nn.Conv2d) and self.training:
+        if trial_count["trial"] == 1 and isinstance(self, torch.nn.Conv2d) and self.training:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return original(self, *args, **kwargs)
 
-    start = Objective.__call__
-
-    def counting(self: Objective, trial: optuna.Trial) -> float:
-        calls["trial"] += 1
-        return start(self, trial)
-
     monkeypatch.setattr(torch.nn.Module, "__call__", allocator)
-    monkeypatch.setattr(Objective, "__call__", counting)
     study = run_in_process(path, tmp_path / "journal.log")
     assert [t.state for t in study.trials] == [
         TrialState.FAIL,

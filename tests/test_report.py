@@ -131,3 +131,20 @@ def test_unknown_empty_and_failed_only_studies_are_one_line(
     assert (
         error.startswith("error: study 'all-failed' has no completed trial yet") and "FAIL" in error
     )
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["digits"], "reports/digits.html"),
+        (["a", "b"], "reports/a+b.html"),
+        (["../../etc/evil"], "reports/_.._etc_evil.html"),
+        (["/abs/path"], "reports/_abs_path.html"),
+        (["..."], "reports/report.html"),
+    ],
+)
+def test_default_report_path_never_leaves_reports(names: list[str], expected: str) -> None:
+    from studies.report import default_report_path
+
+    path = default_report_path(names)
+    assert path.as_posix() == expected and path.parent == Path("reports")
