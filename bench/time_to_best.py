@@ -135,13 +135,9 @@ def run_tutorial(root: Path, trials: int) -> list[tuple[float, float]]:
     return finished
 
 
-def run_studies(root: Path, trials: int, target: float) -> dict[str, Any]:
-    """``studies run`` on the same search; topped up to 2x trials if the target is not reached."""
-    import optuna
+def study_file(root: Path) -> Path:
+    """The demo study with the baseline's search, data, folds, sampler and batch."""
     import yaml
-
-    from studies.cli import main as studies
-    from studies.storage import open_storage
 
     raw = yaml.safe_load(DEMO.read_text())
     raw["base"]["file"] = str(DEMO.parent / raw["base"]["file"])
@@ -161,6 +157,17 @@ def run_studies(root: Path, trials: int, target: float) -> dict[str, Any]:
     raw.update(name="studies", search_space=SPACE, sampler={"seed": SEED, "n_startup_trials": 4})
     config_path = root.parent / "studies.yaml"
     config_path.write_text(yaml.safe_dump(raw, sort_keys=False))  # suggest in SPACE order
+    return config_path
+
+
+def run_studies(root: Path, trials: int, target: float) -> dict[str, Any]:
+    """``studies run`` on the same search; topped up to 2x trials if the target is not reached."""
+    import optuna
+
+    from studies.cli import main as studies
+    from studies.storage import open_storage
+
+    config_path = study_file(root)
     storage = str(root.parent / "studies.journal")
     start = time.time()
     for total in (trials, 2 * trials):

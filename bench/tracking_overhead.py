@@ -56,6 +56,31 @@ class TimedHooks:
         return call
 
 
+def alternate(config: Any, repeats: int) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
+    """Wall seconds of tracked and untracked fits, alternating after a warm-up of each, and the
+    seconds each tracked fit spent in every hook."""
+    from trainer.fit import fit
+    from trainer.tracking import MlflowTracker
+
+    hooks: list[dict[str, float]] = []
+
+    def run(tracked: bool) -> float:
+        timed = TimedHooks(MlflowTracker(config.tracking, config.experiment))
+        start = time.perf_counter()
+        fit(config, [timed] if tracked else [])  # type: ignore[list-item]
+        if tracked:
+            hooks.append(dict(timed.seconds))
+        return time.perf_counter() - start
+
+    run(True), run(False)  # warm-up: imports, cache, store, precision choice
+    hooks.clear()
+    seconds: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(repeats):
+        seconds["on"].append(run(True))
+        seconds["off"].append(run(False))
+    return seconds, hooks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -63,9 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from trainer.config import load_config
-    from trainer.fit import fit
     from trainer.sample_data import write_digits
-    from trainer.tracking import MlflowTracker
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -77,23 +100,7 @@ def main() -> None:
             "runtime.progress=false",
             f"train.epochs={args.epochs}",
         ]
-        config = load_config(DEMO, overrides)
-        hooks: list[dict[str, float]] = []
-
-        def run(tracked: bool) -> float:
-            timed = TimedHooks(MlflowTracker(config.tracking, config.experiment))
-            start = time.perf_counter()
-            fit(config, [timed] if tracked else [])  # type: ignore[list-item]
-            if tracked:
-                hooks.append(dict(timed.seconds))
-            return time.perf_counter() - start
-
-        run(True), run(False)  # warm-up: imports, cache, store, precision choice
-        hooks.clear()
-        seconds: dict[str, list[float]] = {"on": [], "off": []}
-        for _ in range(args.repeats):
-            seconds["on"].append(run(True))
-            seconds["off"].append(run(False))
+        seconds, hooks = alternate(load_config(DEMO, overrides), args.repeats)
     result = summarise(seconds, hooks)
     print(
         f"tracking on {result['on']['median']:.2f} s, off {result['off']['median']:.2f} s: "
