@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import tempfile
+from typing import Any
 
 import timm
 import torch
@@ -28,6 +29,46 @@ CASES = {
 }
 
 
+def measure_case(
+    backbone: str, size: int, modes: list[Any], batch: int, repeats: int
+) -> dict[str, Any]:
+    """Every mode's speed for one backbone and size (turns taken), and what auto picks."""
+    from trainer.config import RuntimeConfig
+    from trainer.runtime import resolve_execution, time_training_step
+
+    model = timm.create_model(backbone, pretrained=False, num_classes=10)
+    rounds = [
+        {m.describe(): time_training_step(model, m, size, batch, steps=4) for m in modes}
+        for _ in range(repeats + 1)
+    ][1:]  # the first round warms up every mode
+    per_mode = {}
+    for mode in modes:
+        times = sorted(r[mode.describe()] for r in rounds)
+        per_mode[mode.describe()] = {
+            "images_per_second": batch / times[len(times) // 2],
+            "seconds_per_step": times[len(times) // 2],
+            "min": times[0],
+            "max": times[-1],
+        }
+    chosen = resolve_execution(RuntimeConfig(device="cpu"), model, size, batch, key=backbone)
+    auto = chosen.describe()
+    fastest = min(per_mode, key=lambda m: per_mode[m]["seconds_per_step"])
+    print(
+        f"{backbone} {size}px: "
+        + ", ".join(f"{m} {v['images_per_second']:.0f} img/s" for m, v in per_mode.items())
+        + f" | auto: {auto} (fastest: {fastest})"
+    )
+    return {
+        "backbone": backbone,
+        "image_size": size,
+        "modes": per_mode,
+        "auto": auto,
+        "fastest": fastest,
+        "auto_is_fastest": auto == fastest,
+        "auto_within_noise": per_mode[auto]["min"] <= per_mode[fastest]["max"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="also 128 px")
@@ -35,8 +76,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from trainer.config import RuntimeConfig
-    from trainer.runtime import Execution, cpu_supports_bf16, resolve_execution, time_training_step
+    from trainer.runtime import Execution, cpu_supports_bf16
 
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()  # auto measures afresh
     cpu = torch.device("cpu")
@@ -45,43 +85,10 @@ def main() -> None:
         for p in (["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"])
         for cl in (False, True)
     ]
-    rows = []
-    for backbone, size in CASES["full" if args.full else "quick"]:
-        model = timm.create_model(backbone, pretrained=False, num_classes=10)
-        rounds = [
-            {m.describe(): time_training_step(model, m, size, args.batch, steps=4) for m in modes}
-            for _ in range(args.repeats + 1)
-        ][1:]  # the first round warms up every mode
-        per_mode = {}
-        for mode in modes:
-            times = sorted(r[mode.describe()] for r in rounds)
-            per_mode[mode.describe()] = {
-                "images_per_second": args.batch / times[len(times) // 2],
-                "seconds_per_step": times[len(times) // 2],
-                "min": times[0],
-                "max": times[-1],
-            }
-        chosen = resolve_execution(
-            RuntimeConfig(device="cpu"), model, size, args.batch, key=backbone
-        ).describe()
-        fastest = min(per_mode, key=lambda m: per_mode[m]["seconds_per_step"])
-        within_noise = per_mode[chosen]["min"] <= per_mode[fastest]["max"]
-        rows.append(
-            {
-                "backbone": backbone,
-                "image_size": size,
-                "modes": per_mode,
-                "auto": chosen,
-                "fastest": fastest,
-                "auto_is_fastest": chosen == fastest,
-                "auto_within_noise": within_noise,
-            }
-        )
-        print(
-            f"{backbone} {size}px: "
-            + ", ".join(f"{m} {v['images_per_second']:.0f} img/s" for m, v in per_mode.items())
-            + f" | auto: {chosen} (fastest: {fastest})"
-        )
+    rows = [
+        measure_case(backbone, size, modes, args.batch, args.repeats)
+        for backbone, size in CASES["full" if args.full else "quick"]
+    ]
     save(
         "cpu_modes",
         {

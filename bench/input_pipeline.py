@@ -67,53 +67,55 @@ class TutorialDataset(Dataset[tuple[torch.Tensor, int]]):
         return self.transform(image=image)["image"], index % 2
 
 
-def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
-    from trainer.config import AugmentConfig, ModelConfig
+def trainer_loader(paths: Path, size: int, batch: int, mean: Any, std: Any, device: Any) -> Any:
+    """The trainer's own pipeline over the folder: cache, seeded per-batch augmentation."""
+    from trainer.config import AugmentConfig
     from trainer.dataset import find_samples
-    from trainer.engine import train_one_epoch
     from trainer.images import CacheRegistry
-    from trainer.loader import ImageSubset, loader_settings, make_loader, set_epoch
-    from trainer.model import create_model, data_spec
-    from trainer.runtime import Execution, select_device
+    from trainer.loader import ImageSubset, loader_settings, make_loader
     from trainer.transforms import Pipeline, Resize
 
-    samples = find_samples(jpeg_folder(count))
+    samples = find_samples(paths)
+    cache = CacheRegistry().get("bench", samples.paths, Resize(size), 4096)
+    pipeline = Pipeline(size, mean, std, AugmentConfig())
+    subset = ImageSubset(cache, samples.labels, np.arange(len(samples)), pipeline)
+    return make_loader(subset, batch, True, 0, loader_settings("auto", device))
+
+
+def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
+    """Images/s of the trainer's pipeline, of in-memory tensors and of the tutorial's."""
+    from trainer.config import ModelConfig
+    from trainer.engine import train_one_epoch
+    from trainer.loader import set_epoch
+    from trainer.model import create_model, data_spec
+    from trainer.runtime import Execution, select_device
+
+    folder = jpeg_folder(count)
     device = select_device("auto")  # an accelerator when there is one; the JSON records which
     execution = Execution(device, "fp32", False)
     model = create_model(ModelConfig(backbone=backbone, pretrained=False), 2).to(device)
     spec = data_spec(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    loss = torch.nn.CrossEntropyLoss()
-    indices = np.arange(len(samples))
 
-    def epoch_rate(batches: Any) -> float:
-        return train_one_epoch(model, batches, optimizer, scheduler, loss, execution)[
-            "images_per_second"
-        ]
+    def epoch_rate(batches: Any, epoch: int | None = None) -> float:
+        if epoch is not None:
+            set_epoch(batches, epoch)
+        loss = torch.nn.CrossEntropyLoss()
+        stats = train_one_epoch(model, batches, optimizer, scheduler, loss, execution)
+        return float(stats["images_per_second"])
 
-    cache = CacheRegistry().get("bench", samples.paths, Resize(size), 4096)
-    subset = ImageSubset(
-        cache, samples.labels, indices, Pipeline(size, spec.mean, spec.std, AugmentConfig())
-    )
-    loader = make_loader(subset, batch, True, 0, loader_settings("auto", device))
-    trainer_rates = []
-    for epoch in range(3):
-        set_epoch(loader, epoch)
-        rate = epoch_rate(loader)
-        if epoch:  # the first epoch fills the cache
-            trainer_rates.append(rate)
+    loader = trainer_loader(folder, size, batch, spec.mean, spec.std, device)
+    trainer_rates = [epoch_rate(loader, epoch) for epoch in range(3)][1:]  # 1st fills the cache
     tensors = [
         (torch.randn(batch, 3, size, size), torch.randint(0, 2, (batch,)))
         for _ in range(count // batch)
     ]
-    model_rates = [epoch_rate(tensors) for _ in range(2)]
-    tutorial = DataLoader(
-        TutorialDataset(list(samples.paths), size), batch_size=batch, shuffle=True
-    )
-    tutorial_rates = [epoch_rate(tutorial) for _ in range(2)]
-    trainer_rate, model_rate = statistics.median(trainer_rates), statistics.median(model_rates)
-    tutorial_rate = statistics.median(tutorial_rates)
+    model_rate = statistics.median(epoch_rate(tensors) for _ in range(2))
+    paths = sorted(folder.rglob("*.jpg"))
+    tutorial = DataLoader(TutorialDataset(paths, size), batch_size=batch, shuffle=True)
+    tutorial_rate = statistics.median(epoch_rate(tutorial) for _ in range(2))
+    trainer_rate = statistics.median(trainer_rates)
     return {
         "backbone": backbone,
         "image_size": size,

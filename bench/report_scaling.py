@@ -35,6 +35,56 @@ EPOCH_KEYS = (
 )
 
 
+def add_trial(
+    client: MlflowClient, experiment: str, study_run: str, name: str, trial: int, predictions: Path
+) -> None:
+    """One synthetic trial run with its fold runs, metrics histories and predictions."""
+    now = int(time.time() * 1000)
+    state = "PRUNED" if trial % 3 == 2 else "COMPLETE"
+    value = 0.5 + 0.4 * ((trial * 37) % 100) / 100
+    run = client.create_run(
+        experiment,
+        run_name=f"trial-{trial}",
+        tags={
+            "mlflow.parentRunId": study_run,
+            "optuna.trial": str(trial),
+            "optuna.state": state,
+            "optuna.study": name,
+            "optuna.worker": f"host:{trial % 4}:0",
+        },
+    )
+    params = [
+        Param("train.lr", str(1e-4 * (1 + trial % 9))),
+        Param("model.backbone", ["resnet18", "resnet34"][trial % 2]),
+        Param("train.epochs", str(EPOCHS)),
+        Param("data.folds", str(FOLDS)),
+        Param("trial_number", str(trial)),
+    ]
+    metrics = [
+        Metric("objective", value, now, 0),
+        Metric("cv/val_acc_mean", value, now, 0),
+        Metric("cv/val_acc_std", 0.01, now, 0),
+        Metric("epochs_trained", FOLDS * EPOCHS, now, 0),
+    ]
+    client.log_batch(
+        run.info.run_id, metrics=metrics if state == "COMPLETE" else metrics[-1:], params=params
+    )
+    for fold in range(FOLDS):
+        child = client.create_run(
+            experiment, run_name=f"fold-{fold}", tags={"mlflow.parentRunId": run.info.run_id}
+        )
+        history = [
+            Metric(key, value * (e + 1) / EPOCHS, now, e)
+            for e in range(EPOCHS)
+            for key in EPOCH_KEYS
+        ]
+        history.append(Metric("best/val_acc", value, now, 0))
+        client.log_batch(child.info.run_id, metrics=history)
+        client.log_artifact(child.info.run_id, str(predictions))
+        client.set_terminated(child.info.run_id)
+    client.set_terminated(run.info.run_id, "FINISHED" if state == "COMPLETE" else "KILLED")
+
+
 def build_store(uri: str, name: str, trials: int, scratch: Path) -> int:
     """A synthetic study with ``trials`` trials; returns the number of runs created."""
     client = MlflowClient(uri)
@@ -52,51 +102,8 @@ def build_store(uri: str, name: str, trials: int, scratch: Path) -> int:
     predictions.write_text(
         "path,label,predicted\n" + "".join(f"{i}.png,{i % 2},{i % 2}\n" for i in range(20))
     )
-    now = int(time.time() * 1000)
     for trial in range(trials):
-        state = "PRUNED" if trial % 3 == 2 else "COMPLETE"
-        value = 0.5 + 0.4 * ((trial * 37) % 100) / 100
-        run = client.create_run(
-            experiment,
-            run_name=f"trial-{trial}",
-            tags={
-                "mlflow.parentRunId": study.info.run_id,
-                "optuna.trial": str(trial),
-                "optuna.state": state,
-                "optuna.study": name,
-                "optuna.worker": f"host:{trial % 4}:0",
-            },
-        )
-        params = [
-            Param("train.lr", str(1e-4 * (1 + trial % 9))),
-            Param("model.backbone", ["resnet18", "resnet34"][trial % 2]),
-            Param("train.epochs", str(EPOCHS)),
-            Param("data.folds", str(FOLDS)),
-            Param("trial_number", str(trial)),
-        ]
-        metrics = [
-            Metric("objective", value, now, 0),
-            Metric("cv/val_acc_mean", value, now, 0),
-            Metric("cv/val_acc_std", 0.01, now, 0),
-            Metric("epochs_trained", FOLDS * EPOCHS, now, 0),
-        ]
-        client.log_batch(
-            run.info.run_id, metrics=metrics if state == "COMPLETE" else metrics[-1:], params=params
-        )
-        for fold in range(FOLDS):
-            child = client.create_run(
-                experiment, run_name=f"fold-{fold}", tags={"mlflow.parentRunId": run.info.run_id}
-            )
-            history = [
-                Metric(key, value * (e + 1) / EPOCHS, now, e)
-                for e in range(EPOCHS)
-                for key in EPOCH_KEYS
-            ]
-            history.append(Metric("best/val_acc", value, now, 0))
-            client.log_batch(child.info.run_id, metrics=history)
-            client.log_artifact(child.info.run_id, str(predictions))
-            client.set_terminated(child.info.run_id)
-        client.set_terminated(run.info.run_id, "FINISHED" if state == "COMPLETE" else "KILLED")
+        add_trial(client, experiment, study.info.run_id, name, trial, predictions)
     client.set_terminated(study.info.run_id)
     return 1 + trials * (1 + FOLDS)
 
