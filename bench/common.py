@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from trainer.provenance import package_versions
+from trainer.runtime import available_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
-    import os
 
     import torch
 
@@ -32,9 +35,7 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        "cores": available_cores(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "versions": package_versions(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -54,6 +55,19 @@ def timed(action: Callable[[], Any], repeats: int) -> dict[str, float]:
         "max": max(seconds),
         "repeats": repeats,
     }
+
+
+@contextmanager
+def digits_store() -> Iterator[Path]:
+    """A scratch folder holding the digits in ``digits/``, with ``MLFLOW_TRACKING_URI`` set to
+    a SQLite store inside it."""
+    from trainer.sample_data import write_digits
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+        write_digits(root / "digits")
+        yield root
 
 
 def save(name: str, result: dict[str, Any]) -> Path:

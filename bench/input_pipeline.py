@@ -20,10 +20,10 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from bench.common import save
+from bench.tutorial import TutorialDataset
 
 WORK = Path(__file__).resolve().parent / "work" / "jpegs"
 CASES = [("mobilenetv3_small_100", 64), ("resnet18", 128)]
@@ -39,32 +39,6 @@ def jpeg_folder(count: int) -> Path:
             small = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
             cv2.imwrite(str(path), cv2.resize(small, (500, 375), interpolation=cv2.INTER_CUBIC))
     return WORK
-
-
-class TutorialDataset(Dataset[tuple[torch.Tensor, int]]):
-    """The notebook way: read, convert, resize, augment and normalise every sample."""
-
-    def __init__(self, paths: list[Path], size: int) -> None:
-        self.paths = paths
-        self.transform = A.Compose(
-            [
-                A.Resize(size, size),
-                A.Rotate(limit=15, p=0.5),
-                A.HorizontalFlip(p=0.5),
-                A.CoarseDropout(p=0.5),
-                A.Normalize(),
-                ToTensorV2(),
-            ]
-        )
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        decoded = cv2.imread(str(self.paths[index]))
-        assert decoded is not None, self.paths[index]
-        image = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-        return self.transform(image=image)["image"], index % 2
 
 
 def trainer_loader(paths: Path, size: int, batch: int, mean: Any, std: Any, device: Any) -> Any:
@@ -113,7 +87,9 @@ def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
     ]
     model_rate = statistics.median(epoch_rate(tensors) for _ in range(2))
     paths = sorted(folder.rglob("*.jpg"))
-    tutorial = DataLoader(TutorialDataset(paths, size), batch_size=batch, shuffle=True)
+    augment = [A.Rotate(limit=15, p=0.5), A.HorizontalFlip(p=0.5), A.CoarseDropout(p=0.5)]
+    dataset = TutorialDataset(paths, [int(p.parent.name[1:]) for p in paths], size, augment)
+    tutorial = DataLoader(dataset, batch_size=batch, shuffle=True)
     tutorial_rate = statistics.median(epoch_rate(tutorial) for _ in range(2))
     trainer_rate = statistics.median(trainer_rates)
     return {

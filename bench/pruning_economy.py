@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.common import save
+from bench.common import digits_store, save
 
 DEMO = Path(__file__).resolve().parents[1] / "studies" / "configs" / "demo.yaml"
 
@@ -55,12 +53,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from trainer.sample_data import write_digits
-
-    with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch)
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-        write_digits(root / "digits")
+    with digits_store() as root:
         default = yaml.safe_load(DEMO.read_text())["pruner"]
         pruned = run_study(root, default, "with-pruning", args.trials)
         unpruned = run_study(root, {"type": "none"}, "without-pruning", args.trials)

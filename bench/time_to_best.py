@@ -26,10 +26,10 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from bench.common import save
+from bench.tutorial import TutorialDataset
 
 DEMO = Path(__file__).resolve().parents[1] / "studies" / "configs" / "demo.yaml"
 SPACE: dict[str, Any] = {
@@ -39,24 +39,7 @@ SPACE: dict[str, Any] = {
     "model.backbone": {"type": "categorical", "choices": ["test_resnet", "test_efficientnet"]},
 }
 SEED, FOLDS, TEST_SIZE, BATCH = 42, 3, 0.1, 64
-
-
-class TutorialImages(Dataset[tuple[torch.Tensor, int]]):
-    """Read, convert, resize, (augment,) normalise every sample on every access."""
-
-    def __init__(self, paths: list[str], labels: np.ndarray, size: int, train: bool) -> None:
-        self.paths, self.labels = paths, labels
-        augment = [A.Rotate(limit=10, p=0.5), A.CoarseDropout(p=0.3)] if train else []
-        self.transform = A.Compose([A.Resize(size, size), *augment, A.Normalize(), ToTensorV2()])
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        decoded = cv2.imread(self.paths[index])
-        assert decoded is not None, self.paths[index]
-        image = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-        return self.transform(image=image)["image"], int(self.labels[index])
+AUGMENT = [A.Rotate(limit=10, p=0.5), A.CoarseDropout(p=0.3)]  # as the demo config
 
 
 def tutorial_fold(
@@ -73,9 +56,9 @@ def tutorial_fold(
     size, epochs = params["train.image_size"], params["train.epochs"]
     model = timm.create_model(params["model.backbone"], pretrained=False, num_classes=10)
     train_loader = DataLoader(
-        TutorialImages(list(paths[train]), labels[train], size, True), BATCH, shuffle=True
+        TutorialDataset(paths[train], labels[train], size, AUGMENT), BATCH, shuffle=True
     )
-    val_loader = DataLoader(TutorialImages(list(paths[val]), labels[val], size, False), BATCH)
+    val_loader = DataLoader(TutorialDataset(paths[val], labels[val], size), BATCH)
     optimizer = torch.optim.Adam(model.parameters(), lr=params["train.lr"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * len(train_loader))
     accuracies = []

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.common import save
+from bench.common import digits_store, save
 
 DEMO = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "demo.yaml"
 HOOKS = (
@@ -88,12 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from trainer.config import load_config
-    from trainer.sample_data import write_digits
 
-    with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch)
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-        write_digits(root / "digits")
+    with digits_store() as root:
         overrides = [
             f"data.root={root / 'digits'}",
             f"output.dir={root / 'out'}",

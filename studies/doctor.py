@@ -53,6 +53,11 @@ class Doctor:
         if experiment is not None:
             self.runs = list(client.search_runs([experiment.experiment_id], max_results=50_000))
         self.by_id = {run.info.run_id: run for run in self.runs}
+        self.children: dict[str, list[Any]] = {}
+        for run in self.runs:
+            parent = run.data.tags.get(PARENT_RUN_TAG)
+            if parent is not None:
+                self.children.setdefault(parent, []).append(run)
         self.stale_ids: set[int] = set()
         if handle.heartbeat:  # database storages: Optuna's heartbeats tell who is alive
             self.stale_ids = set(handle.storage._get_stale_trial_ids(study._study_id))  # type: ignore[attr-defined]
@@ -159,13 +164,9 @@ class Doctor:
         ]
 
     def _family(self, run_id: str) -> list[Any]:
-        children = [r for r in self.runs if r.data.tags.get(PARENT_RUN_TAG) == run_id]
-        grandchildren = [
-            r
-            for child in children
-            for r in self.runs
-            if r.data.tags.get(PARENT_RUN_TAG) == child.info.run_id
-        ]
+        """The run, its children (folds) and their children."""
+        children = self.children.get(run_id, [])
+        grandchildren = [r for child in children for r in self.children.get(child.info.run_id, [])]
         return [self.by_id[run_id], *children, *grandchildren]
 
     def _alive(self, trial: FrozenTrial) -> bool:

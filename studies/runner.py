@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import socket
 import time
 from collections import Counter
@@ -32,6 +31,7 @@ from studies.storage import StorageHandle, load_or_create_study, open_storage
 from studies.tracking import StudyTracker
 from trainer.config import Config
 from trainer.errors import UserError
+from trainer.runtime import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,4 @@ def _short(value: object) -> str:
 
 def cpu_threads_per_worker(workers: int) -> int:
     """Torch threads per worker process so that workers do not oversubscribe the cores."""
-    cores = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    return max(1, cores // max(workers, 1))
+    return max(1, available_cores() // max(workers, 1))

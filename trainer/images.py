@@ -77,16 +77,14 @@ def read_rgb(path: Path, at_least: int | None = None) -> np.ndarray:
 def _decode_flag(data: np.ndarray, at_least: int | None) -> int:
     if at_least is None or data[:3].tobytes() != JPEG_MAGIC:
         return cv2.IMREAD_UNCHANGED
-    shortest = _jpeg_shortest_side(data)
-    for scale, flag in REDUCED_JPEG:
-        if shortest is not None and shortest // scale >= at_least:
-            return flag
-    return cv2.IMREAD_UNCHANGED
+    shortest = _jpeg_shortest_side(data.data)
+    scales = [flag for scale, flag in REDUCED_JPEG if shortest and shortest // scale >= at_least]
+    return scales[0] if scales else cv2.IMREAD_UNCHANGED
 
 
-def _jpeg_shortest_side(data: np.ndarray) -> int | None:
+def _jpeg_shortest_side(raw: memoryview) -> int | None:
     """The shorter side from a JPEG's start-of-frame header, without decoding (None: not found)."""
-    raw, at = data.tobytes(), 2
+    at = 2
     while at + 9 < len(raw):
         if raw[at] != 0xFF:
             return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trainer.images import ImageCache
+from trainer.runtime import available_cores
 from trainer.transforms import Pipeline
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,7 @@ def loader_settings(requested: int | str, device: torch.device) -> LoaderSetting
     them and measured slower (docs/benchmarks.md, input pipeline), so batches are made in the
     main process once the decoded-image cache is warm.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
+    cores = available_cores()
     if requested == "auto":
         workers = min(8, cores) if device.type == "cuda" else 0
     else:

@@ -23,6 +23,7 @@ from pathlib import Path
 from trainer.dataset import Samples, printable
 from trainer.errors import UserError
 from trainer.images import ImageReadError, read_rgb
+from trainer.runtime import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,36 @@ class BadImage:
     reason: str
 
 
+_DIGESTS: dict[tuple[object, ...], str] = {}  # file signature -> digest, for later trials
+
+
 def fingerprint(samples: Samples) -> str:
     """SHA-256 over every image's relative path, label and bytes: the data's identity.
 
     Unreadable files contribute their error instead of bytes. Warns about identical files
-    under different classes.
+    under different classes. Within one process (the trials of a study) the files are read
+    only once: while no file's size or modification time changes, the digest is reused.
     """
+    signature = _signature(samples)
+    if signature not in _DIGESTS:
+        _DIGESTS[signature] = _hash_files(samples)
+    return _DIGESTS[signature]
+
+
+def _signature(samples: Samples) -> tuple[object, ...]:
+    stats: list[object] = []
+    for index, path in enumerate(samples.paths):
+        try:
+            status = path.stat()
+            stats.append(
+                (str(path), int(samples.labels[index]), status.st_size, status.st_mtime_ns)
+            )
+        except OSError as error:
+            stats.append((str(path), int(samples.labels[index]), error.errno))
+    return (samples.class_names, *stats)
+
+
+def _hash_files(samples: Samples) -> str:
     digest = hashlib.sha256()
     classes_of: dict[bytes, set[str]] = defaultdict(set)
     examples: dict[bytes, list[str]] = defaultdict(list)
@@ -80,8 +105,7 @@ def find_bad_images(samples: Samples, record: Path) -> list[BadImage]:
     if record.exists():
         with record.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
             return [BadImage(row["path"], row["reason"]) for row in csv.DictReader(handle)]
-    threads = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
-    with ThreadPoolExecutor(max(threads, 1)) as pool:  # OpenCV decodes without the GIL
+    with ThreadPoolExecutor(min(8, available_cores())) as pool:  # OpenCV decodes without the GIL
         problems = list(pool.map(_problem, samples.paths))
     bad = [
         BadImage(samples.relative(index), problem)
