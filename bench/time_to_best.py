@@ -113,7 +113,9 @@ def run_tutorial(root: Path, trials: int) -> list[tuple[float, float]]:
         finished.append((time.perf_counter() - start, value))
         return value
 
-    sampler = optuna.samplers.TPESampler(seed=SEED, n_startup_trials=4)
+    from studies.sampling import create_sampler
+
+    sampler = create_sampler(SEED, n_startup_trials=4)  # seeded exactly as studies run seeds it
     optuna.create_study(direction="maximize", sampler=sampler).optimize(objective, trials)
     return finished
 

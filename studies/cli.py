@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import optuna
 
-from trainer.cli import run_guarded
-from trainer.errors import UserError
+from trainer.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, run_guarded
+from trainer.errors import Terminated, UserError
 
 if TYPE_CHECKING:
     from studies.runner import RunSettings
 
 log = logging.getLogger("studies")
+
+# After an interrupt is passed on, how long workers get to end their trials and runs before
+# being terminated (they ignore it while cleaning up), then killed.
+WORKER_STOP_SECONDS = (60.0, 10.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", help="Optuna storage: journal file path or database URL")
     run.add_argument("--name", help="study name (default: the file's name:)")
     run.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
-    run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(handler=_run)
 
     report = commands.add_parser("report", help="HTML comparison report from the MLflow store")
@@ -85,16 +91,19 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         base=base,
         n_trials=args.n_trials or study.n_trials,
         timeout=args.timeout if args.timeout is not None else study.timeout,
-        worker_index=args.worker_index,
     )
 
 
 def _run(args: argparse.Namespace) -> int:
-    from studies.runner import open_study, prepare_resume, run_worker
+    from studies.runner import open_study, prepare_resume, run_worker, tidy
 
+    _interrupt_once()
     settings = _settings(args)
     if args.as_worker:
-        run_worker(settings)
+        try:
+            run_worker(settings)
+        except KeyboardInterrupt as interrupt:  # the parent reports it, once
+            return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
         return 0
     study, handle = open_study(settings)
     space = {k: v.model_dump() for k, v in settings.study.search_space.items()}
@@ -111,10 +120,28 @@ def _run(args: argparse.Namespace) -> int:
         status = "KILLED"
         raise
     finally:
+        if args.workers > 1:
+            tidy(study, handle, tracker)  # trials and runs of workers that had to be killed
         tracker.update_best()
         tracker.mark_study(status)
     _summary(study, handle.url, settings.n_trials)
     return 0
+
+
+def _interrupt_once() -> None:
+    """The first SIGINT or SIGTERM interrupts the work; later ones are ignored, so that the
+    cleanup it starts (failing the trial, ending its runs, waiting for workers) runs to its end.
+    Ctrl-C reaches every process of the group at once, and the parent passes it on as well."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if signum == signal.SIGTERM:
+            raise Terminated(f"signal {signum}")
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -172,21 +199,36 @@ def _run_workers(args: argparse.Namespace, storage: str, name: str) -> None:
     base += ["--n-trials", str(args.n_trials)] if args.n_trials else []
     base += ["--timeout", str(args.timeout)] if args.timeout else []
     env = {**os.environ, "OMP_NUM_THREADS": str(cpu_threads_per_worker(args.workers))}
-    workers = [
-        subprocess.Popen([*base, "--worker-index", str(i)], env=env) for i in range(args.workers)
-    ]
+    workers = [subprocess.Popen(base, env=env) for _ in range(args.workers)]
     try:
         codes = [worker.wait() for worker in workers]
-    except BaseException:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait()
+    except KeyboardInterrupt as interrupt:
+        passed_on = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+        _stop_workers(workers, passed_on)
         raise
     if any(codes):
         raise UserError(
             f"{sum(1 for c in codes if c)} of {len(codes)} workers failed (exit codes {codes})"
         )
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]], signum: int) -> None:
+    """Pass the interrupt on (a worker that already has it ignores it), wait for the workers to
+    end their trials, then terminate and at last kill those still there."""
+    steps = [(signum, WORKER_STOP_SECONDS[0]), (signal.SIGTERM, WORKER_STOP_SECONDS[1])]
+    for step, seconds in steps:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(step)
+        deadline = time.monotonic() + seconds
+        for worker in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.poll() is None:
+            log.warning("worker %d did not stop; killing it", worker.pid)
+            worker.kill()
+            worker.wait()
 
 
 def _summary(study: optuna.Study, storage: str, wanted: int) -> None:

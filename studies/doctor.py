@@ -2,11 +2,13 @@
 
 Problems it finds (``--fix`` repairs the ones marked fixable):
 
-- a trial RUNNING in Optuna whose worker is gone (a dead process on this host, or a stale
-  heartbeat on a database storage): fixable, the trial becomes FAIL;
+- a trial RUNNING in Optuna whose worker is gone (a dead process on this host, a stale
+  heartbeat on a database storage, or no worker recorded past the grace period): fixable, the
+  trial becomes FAIL (``worker lost``, which does not count toward the failure limit);
 - a trial run (or its fold runs) RUNNING in MLflow while the trial is finished: fixable, the
   runs are ended with the trial's outcome;
-- a trial run whose status or ``optuna.state`` tag disagrees with the trial: fixable;
+- a trial run whose status or ``optuna.state`` tag disagrees with the trial: fixable (a FAIL
+  trial's runs end FAILED, or KILLED when it was interrupted: the outcome of Ctrl-C);
 - the study run left RUNNING although no trial runs: fixable, it is ended KILLED;
 - a finished trial without a run, a link to a run that is not in the store, or a trial run
   that names a trial the study does not have: reported only (nothing trustworthy to rebuild).
@@ -23,10 +25,9 @@ import optuna
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from studies.objective import WORKER_ATTR
-from studies.runner import worker_alive
 from studies.storage import StorageHandle
-from studies.tracking import RUN_STATUS, STUDY_RUN_ATTR, TRIAL_RUN_ATTR
+from studies.tracking import STUDY_RUN_ATTR, TRIAL_RUN_ATTR, run_status
+from studies.workers import WORKER_LOST, fail_trial, heartbeat_stale_ids, why_stale
 from trainer.tracking import PARENT_RUN_TAG
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,7 @@ class Doctor:
             parent = run.data.tags.get(PARENT_RUN_TAG)
             if parent is not None:
                 self.children.setdefault(parent, []).append(run)
-        self.stale_ids: set[int] = set()
-        if handle.heartbeat:  # database storages: Optuna's heartbeats tell who is alive
-            self.stale_ids = set(handle.storage._get_stale_trial_ids(study._study_id))  # type: ignore[attr-defined]
+        self.stale_ids = heartbeat_stale_ids(study, handle)
 
     def diagnose(self) -> list[Finding]:
         """Every problem found, trials first."""
@@ -74,12 +73,12 @@ class Doctor:
     def _check_trial(self, trial: FrozenTrial) -> list[Finding]:
         subject = f"trial {trial.number}"
         state = trial.state
-        if state == TrialState.RUNNING and not self._alive(trial):
-            worker = trial.user_attrs.get(WORKER_ATTR, "unknown")
+        why = why_stale(trial, self.handle, self.stale_ids) if state == TrialState.RUNNING else None
+        if why is not None:
             return [
                 Finding(
                     subject,
-                    f"RUNNING in Optuna but its worker {worker} is gone",
+                    f"RUNNING in Optuna but {why}",
                     lambda: self._fail_trial(trial),
                     "mark it FAIL (the next studies run replaces it) and end its runs",
                 )
@@ -104,7 +103,7 @@ class Doctor:
     def _check_run(self, subject: str, trial: FrozenTrial, run: Any) -> list[Finding]:
         if trial.state in (TrialState.RUNNING, TrialState.WAITING):
             return []
-        expected = RUN_STATUS[trial.state.name]
+        expected = run_status(trial)
         tag = run.data.tags.get("optuna.state")
         stale = [r for r in self._family(run.info.run_id) if r.info.status == "RUNNING"]
         findings = []
@@ -151,7 +150,10 @@ class Doctor:
 
     def _study_run(self) -> list[Finding]:
         run = self.by_id.get(str(self.study.user_attrs.get(STUDY_RUN_ATTR, "")))
-        busy = any(t.state == TrialState.RUNNING and self._alive(t) for t in self.trials.values())
+        busy = any(
+            t.state == TrialState.RUNNING and why_stale(t, self.handle, self.stale_ids) is None
+            for t in self.trials.values()
+        )
         if run is None or run.info.status != "RUNNING" or busy:
             return []
         return [
@@ -169,16 +171,11 @@ class Doctor:
         grandchildren = [r for child in children for r in self.children.get(child.info.run_id, [])]
         return [self.by_id[run_id], *children, *grandchildren]
 
-    def _alive(self, trial: FrozenTrial) -> bool:
-        if self.handle.heartbeat:
-            return trial._trial_id not in self.stale_ids
-        return worker_alive(str(trial.user_attrs.get(WORKER_ATTR, "")))
-
     def _fail_trial(self, trial: FrozenTrial) -> None:
-        if self.handle.heartbeat:
+        if trial._trial_id in self.stale_ids:
             optuna.storages.fail_stale_trials(self.study)  # FAIL, and a retry if configured
         else:
-            self.handle.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            fail_trial(self.handle.storage, trial, WORKER_LOST)
         run = self.by_id.get(str(trial.user_attrs.get(TRIAL_RUN_ATTR, "")))
         if run is not None:
             running = [r for r in self._family(run.info.run_id) if r.info.status == "RUNNING"]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from typing import Any
 
 import numpy as np
 import optuna
-import psutil
 
 from studies.config import StudyConfig
 from studies.pruning import PruningCallback, ReportSchedule
@@ -21,17 +19,10 @@ from trainer.tracking import MlflowTracker
 
 log = logging.getLogger(__name__)
 
-WORKER_ATTR = "worker"  # "host:pid:start time" of the process running a trial
-
-
-def worker_id() -> str:
-    """This process, identified well enough to tell later whether it is still alive."""
-    process = psutil.Process()
-    return f"{socket.gethostname()}:{process.pid}:{process.create_time():.3f}"
-
 
 class Objective:
-    """Callable for ``study.optimize``: returns the CV mean validation accuracy."""
+    """Runs one claimed trial (its worker is already recorded): returns the CV mean validation
+    accuracy, raises ``optuna.TrialPruned`` when pruned."""
 
     def __init__(self, study: StudyConfig, base: Config, tracker: StudyTracker) -> None:
         self.study = study
@@ -40,7 +31,6 @@ class Objective:
         self.per_fold_reports = study.pruner.type == "wilcoxon"
 
     def __call__(self, trial: optuna.Trial) -> float:
-        trial.set_user_attr(WORKER_ATTR, worker_id())
         values = suggest(trial, self.study.search_space)
         run_id = self.tracker.start_trial(trial)
         pruning = PruningCallback(trial, ReportSchedule(per_fold=self.per_fold_reports))

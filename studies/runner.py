@@ -2,41 +2,35 @@
 
 ``n_trials`` is a total, not an increment: the same command tops the study up until that many
 trials are COMPLETE, PRUNED, RUNNING or WAITING. Failed trials do not count (they are retried by
-running more), but the study stops once ``n_trials`` have failed. Trial creation is serialised
+running more), but the study stops once ``n_trials`` have failed with an error (interrupted
+trials and lost workers do not count, see ``studies.workers``). Trial creation is serialised
 by a file lock among this machine's workers, so they finish exactly ``n_trials``; workers on
 other machines sharing a database may each start one more in a race.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import socket
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
-import psutil
 from optuna.trial import FrozenTrial, TrialState
 
 from studies.config import StudyConfig
-from studies.objective import WORKER_ATTR, Objective, worker_id
+from studies.objective import Objective
 from studies.pruning import create_pruner
+from studies.reservations import claim, reserve_trial, run_trial
+from studies.sampling import create_sampler
 from studies.storage import StorageHandle, load_or_create_study, open_storage
 from studies.tracking import StudyTracker
+from studies.workers import fail_stale_trials, failure_reason
 from trainer.config import Config
-from trainer.errors import UserError
 from trainer.runtime import available_cores
 
 log = logging.getLogger(__name__)
 
-RESERVED_ATTR = "reserved_by"  # worker that will run a WAITING trial
-ADOPTED_ATTR = "adopted_by"  # worker that took over a WAITING trial (a retry, an orphan)
 POLL_SECONDS = 2.0  # how often a finished worker checks on trials still running elsewhere
 
 
@@ -48,17 +42,12 @@ class RunSettings:
     base: Config
     n_trials: int
     timeout: float | None
-    worker_index: int  # seeds the sampler differently per worker
 
 
 def open_study(settings: RunSettings) -> tuple[optuna.Study, StorageHandle]:
-    """Open (or create) the study with a sampler seeded for this worker."""
+    """Open (or create) the study with its sampler (seeded per trial, see studies.sampling)."""
     handle = open_storage(settings.study.storage)
-    seed = settings.study.sampler.seed
-    sampler = optuna.samplers.TPESampler(
-        seed=None if seed is None else seed + settings.worker_index,
-        n_startup_trials=settings.study.sampler.n_startup_trials,
-    )
+    sampler = create_sampler(settings.study.sampler.seed, settings.study.sampler.n_startup_trials)
     study = load_or_create_study(
         handle, settings.study.name, sampler, create_pruner(settings.study.pruner)
     )
@@ -68,13 +57,18 @@ def open_study(settings: RunSettings) -> tuple[optuna.Study, StorageHandle]:
 def prepare_resume(
     study: optuna.Study, handle: StorageHandle, search_space: dict[str, Any]
 ) -> StudyTracker:
-    """Fail trials of dead local workers and end their runs; returns the study's tracker."""
-    failed = fail_dead_local_trials(study, handle)
+    """Fail trials of dead workers and end their runs; returns the study's tracker."""
     tracker = StudyTracker(study, handle.url, search_space)
+    tidy(study, handle, tracker)
+    return tracker
+
+
+def tidy(study: optuna.Study, handle: StorageHandle, tracker: StudyTracker) -> None:
+    """Fail the stale trials (workers gone) and end the MLflow runs of trials not running."""
+    failed = fail_stale_trials(study, handle)
     ended = tracker.reconcile()
     if failed or ended:
-        log.info("resume: failed %d trial(s) of dead workers, ended %d stale run(s)", failed, ended)
-    return tracker
+        log.info("failed %d trial(s) of lost workers, ended %d stale run(s)", failed, ended)
 
 
 def run_worker(settings: RunSettings) -> None:
@@ -84,97 +78,19 @@ def run_worker(settings: RunSettings) -> None:
     objective = Objective(settings.study, settings.base, tracker)
     deadline = time.monotonic() + settings.timeout if settings.timeout else None
     while deadline is None or time.monotonic() < deadline:
-        if _reserve_trial(study, handle, settings.n_trials):
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_log_trial])
-            tracker.update_best()
+        fail_stale_trials(study, handle)
+        trial_id = reserve_trial(study, handle, settings.n_trials)
+        if trial_id is not None:
+            if claim(handle, trial_id):
+                _log_trial(study, run_trial(study, handle, trial_id, objective))
+                tracker.update_best()
             continue
         if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             tracker.reconcile()  # end MLflow runs of trials that failed with their worker
             return
         # Enough trials, but some are still running elsewhere: stay until they end, so that a
-        # dead worker's trial is detected (heartbeats, or its pid here) and retried.
-        _fail_stale_trials(study, handle)
+        # lost worker's trial is found stale (above) and replaced.
         time.sleep(POLL_SECONDS)
-
-
-def _fail_stale_trials(study: optuna.Study, handle: StorageHandle) -> None:
-    if handle.heartbeat:
-        optuna.storages.fail_stale_trials(study)  # FAIL + a WAITING retry per stale trial
-    else:
-        fail_dead_local_trials(study, handle)
-
-
-def _reserve_trial(study: optuna.Study, handle: StorageHandle, n_trials: int) -> bool:
-    """Reserve the next trial for this worker; False when the study has enough.
-
-    Every ``optimize(n_trials=1)`` call is preceded by one reservation (a WAITING trial tagged
-    with this worker, enqueued or adopted), so workers never create more trials than wanted.
-    """
-    with _trial_lock(handle.local_lock):
-        trials = study.get_trials(deepcopy=False)
-        counts = Counter(t.state for t in trials)
-        if counts[TrialState.FAIL] >= n_trials:
-            raise UserError(
-                f"{counts[TrialState.FAIL]} trials failed; stopping (see the runs' error tags)"
-            )
-        for trial in trials:
-            if _adoptable(trial):  # enqueued by hand, retried after a dead worker, or orphaned
-                for attr in (RESERVED_ATTR, ADOPTED_ATTR):
-                    handle.storage.set_trial_user_attr(trial._trial_id, attr, worker_id())
-                return True
-        if _counted(counts) >= n_trials:
-            return False
-        study.enqueue_trial({}, user_attrs={RESERVED_ATTR: worker_id()})
-        return True
-
-
-def _adoptable(trial: FrozenTrial) -> bool:
-    """A WAITING trial no live worker has reserved. A heartbeat retry copies the dead trial's
-    user attributes (its old reservation included), so for retries only adoption counts."""
-    if trial.state != TrialState.WAITING:
-        return False
-    retry = "failed_trial" in trial.system_attrs
-    owner = str(trial.user_attrs.get(ADOPTED_ATTR if retry else RESERVED_ATTR, ""))
-    return not (owner and worker_alive(owner))
-
-
-def _counted(counts: Counter[TrialState]) -> int:
-    done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
-    return done + counts[TrialState.RUNNING] + counts[TrialState.WAITING]
-
-
-@contextmanager
-def _trial_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def fail_dead_local_trials(study: optuna.Study, handle: StorageHandle) -> int:
-    """Mark FAIL the RUNNING trials whose worker on this host is gone (journal storage has
-    no heartbeats; on RDB storage Optuna's heartbeats also catch other hosts' workers)."""
-    failed = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if worker_alive(str(trial.user_attrs.get(WORKER_ATTR, ""))):
-            continue
-        handle.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        failed += 1
-    return failed
-
-
-def worker_alive(worker: str) -> bool:
-    """Whether the ``host:pid:start time`` process is alive (other hosts: assumed so)."""
-    host, _, rest = worker.partition(":")
-    if host != socket.gethostname():
-        return True  # not ours to judge
-    pid, _, started = rest.partition(":")
-    try:
-        return abs(psutil.Process(int(pid)).create_time() - float(started)) < 0.01
-    except (psutil.NoSuchProcess, ValueError):
-        return False
 
 
 def _log_trial(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -187,6 +103,8 @@ def _log_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
     except ValueError:
         best = "no complete trial yet"
+    if trial.state == TrialState.FAIL:
+        value = f"({failure_reason(trial)}: {trial.user_attrs.get('error', '-')})"[:300]
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
     log.info(
         "trial %d %s %s | %s | %s | %.1f s",

@@ -20,8 +20,9 @@ import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
+from studies.workers import INTERRUPTED, WORKER_ATTR, failure_reason
 from trainer.tracking import PARENT_RUN_TAG, ensure_experiment, metric_key, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,14 @@ log = logging.getLogger(__name__)
 STUDY_RUN_ATTR = "mlflow_study_run_id"
 TRIAL_RUN_ATTR = "mlflow_run_id"
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "KILLED": "KILLED"}
+
+
+def run_status(trial: FrozenTrial) -> str:
+    """The status a finished trial's runs end with: FINISHED when complete, KILLED when pruned
+    or interrupted (Ctrl-C, SIGTERM), FAILED when the fit raised or the worker was lost."""
+    if trial.state == TrialState.FAIL and failure_reason(trial) == INTERRUPTED:
+        return "KILLED"
+    return RUN_STATUS[trial.state.name]
 
 
 class StudyTracker:
@@ -81,7 +90,7 @@ class StudyTracker:
             "optuna.trial": str(trial.number),
             "optuna.state": "RUNNING",
             "optuna.storage": self.storage_url,
-            "optuna.worker": str(trial.user_attrs.get("worker", "")),
+            "optuna.worker": str(trial.user_attrs.get(WORKER_ATTR, "")),
         }
         run = self.client.create_run(
             self.experiment_id, run_name=f"trial-{trial.number}", tags=tags
@@ -122,25 +131,29 @@ class StudyTracker:
 
     def reconcile(self) -> int:
         """End runs left RUNNING by workers that died: their trials are no longer running."""
-        states = {t.number: t.state for t in self.study.get_trials(deepcopy=False)}
-        ended = 0
+        # Runs first, trials second: a run is created after its trial turns RUNNING, so every
+        # run found here has a trial, and one whose trial finished meanwhile is re-checked.
         runs = self.client.search_runs(
             [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
         )
-        trial_runs = {r.info.run_id: r for r in runs if "optuna.trial" in r.data.tags}
-        for run in trial_runs.values():
-            state = states.get(int(run.data.tags["optuna.trial"]))
-            if state == TrialState.RUNNING:
-                continue
-            ended += self._end_stale(run.info.run_id, state, runs)
+        trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        ended = 0
+        for run in runs:
+            number = run.data.tags.get("optuna.trial")
+            trial = trials.get(int(number)) if number is not None else None
+            if trial is None or trial.state == TrialState.RUNNING:
+                continue  # not a trial run, a trial of another study, or still running
+            if self.client.get_run(run.info.run_id).info.status != "RUNNING":
+                continue  # ended by its worker between the two reads
+            ended += self._end_stale(run.info.run_id, trial, runs)
         return ended
 
-    def _end_stale(self, run_id: str, state: TrialState | None, runs: list[Any]) -> int:
-        status = "FAILED" if state == TrialState.FAIL else "KILLED"
+    def _end_stale(self, run_id: str, trial: FrozenTrial, runs: list[Any]) -> int:
+        status = run_status(trial)
         children = [r.info.run_id for r in runs if r.data.tags.get(PARENT_RUN_TAG) == run_id]
         for stale in [*children, run_id]:
             self.client.set_tag(stale, "error", "worker died; ended when the study resumed")
             self.client.set_terminated(stale, status)
-        self.client.set_tag(run_id, "optuna.state", state.name if state else "FAIL")
+        self.client.set_tag(run_id, "optuna.state", trial.state.name)
         log.warning("ended run %s (%s) left RUNNING by a dead worker", run_id, status)
         return 1 + len(children)

@@ -2,9 +2,10 @@
 
     python tests/fault_injection.py PHASE MARKER -- run study.yaml --storage journal.log
 
-PHASE is where the second trial (the first has finished by then) stops: ``loading`` (fetching
-images), ``epoch`` (after the third optimiser step) or ``checkpoint`` (logging its first
-checkpoint file to MLflow). On getting there the process writes MARKER and sleeps, so the
+PHASE is where the second trial (the first has finished by then) stops: ``claimed`` (right
+after the storage turned it RUNNING, before anything else), ``loading`` (fetching images),
+``epoch`` (after the third optimiser step) or ``checkpoint`` (logging its first checkpoint file
+to MLflow). On getting there the process writes MARKER and sleeps, so the
 test can send a signal at exactly that point.
 """
 
@@ -17,6 +18,8 @@ from typing import Any
 
 import torch
 from mlflow import MlflowClient
+from optuna.storages import JournalStorage
+from optuna.trial import TrialState
 
 import studies.objective
 from studies.cli import main
@@ -38,7 +41,17 @@ def install(phase: str, marker: Path) -> None:
         return original_fit(*args, **kwargs)
 
     studies.objective.fit = counted_fit  # type: ignore[assignment]
-    if phase == "loading":
+    if phase == "claimed":
+        set_state = JournalStorage.set_trial_state_values
+
+        def paused_set(self: JournalStorage, trial_id: int, state: TrialState, *rest: Any) -> bool:
+            changed = set_state(self, trial_id, state, *rest)
+            if changed and state == TrialState.RUNNING and counts["fits"] == 1:
+                pause_here(marker)
+            return changed
+
+        JournalStorage.set_trial_state_values = paused_set  # type: ignore[method-assign]
+    elif phase == "loading":
         get = ImageCache.get
 
         def paused_get(self: ImageCache, index: int) -> Any:

@@ -98,9 +98,7 @@ def test_signal_at_any_point_then_same_command_completes(
 def run_in_process(path: Path, journal: Path) -> optuna.Study:
     study, base = load_study_config(path)
     study = study.model_copy(update={"storage": str(journal)})
-    settings = RunSettings(
-        study=study, base=base, n_trials=study.n_trials, timeout=None, worker_index=0
-    )
+    settings = RunSettings(study=study, base=base, n_trials=study.n_trials, timeout=None)
     handle_study, handle = open_study(settings)
     tracker = prepare_resume(handle_study, handle, {})
     tracker.mark_study("RUNNING")
@@ -227,9 +225,9 @@ def test_disk_full_while_writing_a_checkpoint(
 def test_doctor_reports_then_fixes_disagreements(
     digits_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from studies.objective import WORKER_ATTR
     from studies.storage import open_storage
     from studies.tracking import STUDY_RUN_ATTR, TRIAL_RUN_ATTR, StudyTracker
+    from studies.workers import WORKER_ATTR
 
     path, journal = tiny_study(tmp_path, digits_dir, "doctor"), tmp_path / "journal.log"
     assert studies_main(["run", str(path), "--storage", str(journal)]) == 0
