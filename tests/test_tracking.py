@@ -132,7 +132,9 @@ def test_logged_model_predicts_like_the_trainer(
     client, config = tracked
     parent, _ = parent_and_children(client, config.experiment)
     images = sorted(digits_dir.rglob("*.png"))[::7]
-    model = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model")
+    model = mlflow.pyfunc.load_model(
+        f"runs:/{parent.info.run_id}/model", model_config={"tracking.serve_paths": True}
+    )
     served = model.predict(pd.DataFrame({"image": [str(p) for p in images]}))
     refit_dir = Path(parent.data.tags["run_dir"]) / "refit"
     expected = Predictor(find_checkpoint(refit_dir), device="cpu").predict_proba(images)
@@ -251,7 +253,9 @@ def test_logged_model_takes_base64_images_and_arrays(
 
     client, config = tracked
     parent, _ = parent_and_children(client, config.experiment)
-    model = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model")
+    model = mlflow.pyfunc.load_model(
+        f"runs:/{parent.info.run_id}/model", model_config={"tracking.serve_paths": True}
+    )
     images = sorted(digits_dir.rglob("*.png"))[:5]
     by_path = model.predict(pd.DataFrame({"image": [str(p) for p in images]}))
     arrays = [read_rgb(p) for p in images]

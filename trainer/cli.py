@@ -12,14 +12,19 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from trainer.errors import Terminated, UserError, one_line
+
+if TYPE_CHECKING:
+    from trainer.predict import Predictor
 
 log = logging.getLogger("trainer")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+MODEL_URI_PREFIXES = ("models:/", "runs:/", "mlflow-artifacts:/")  # else a checkpoint path
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -49,11 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify images with a checkpoint")
     predict.add_argument(
-        "--model", required=True, help="checkpoint folder or file, or models:/NAME@alias"
+        "--model",
+        required=True,
+        help="checkpoint folder or file, or a model URI (models:/NAME@alias, runs:/ID/model)",
     )
     predict.add_argument("images", nargs="+", type=Path, help="image files or folders")
     predict.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write")
     predict.add_argument("--batch-size", type=_positive, default=64)
+    predict.add_argument(
+        "--on-bad-image",
+        choices=("skip", "error"),
+        default="skip",
+        help="unreadable images: skip and list them in OUT.skipped.csv, or stop",
+    )
     predict.set_defaults(handler=_predict)
 
     sample = commands.add_parser("sample-data", help="write scikit-learn's digits as PNG folders")
@@ -157,8 +170,22 @@ def _fit(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from trainer.predict import predict_to_csv
 
-    predict_to_csv(args.model, args.images, args.out, args.batch_size)
+    predict_to_csv(
+        _load_predictor(args.model), args.images, args.out, args.batch_size, args.on_bad_image
+    )
     return 0
+
+
+def _load_predictor(model: str) -> Predictor:
+    """A checkpoint folder or file, or an MLflow model URI (loaded from its weights only)."""
+    from trainer.checkpoint import find_checkpoint
+    from trainer.predict import Predictor
+
+    if model.startswith(MODEL_URI_PREFIXES):
+        from trainer.tracking import load_logged_model
+
+        return load_logged_model(model)
+    return Predictor(find_checkpoint(Path(model)))
 
 
 def _sample_data(args: argparse.Namespace) -> int:

@@ -107,6 +107,7 @@ class TrackingConfig(_Section):
     uri: str | None = None  # tracking URI; MLFLOW_TRACKING_URI wins; default sqlite in mlruns/
     log_checkpoints: Literal["best", "all", "none"] = "best"  # per fold: best epoch, every epoch
     log_model: bool = True  # log the refit (else best fold's) model as an MLflow pyfunc model
+    serve_paths: bool = False  # the logged model reads file paths in requests (else base64 only)
     plots: bool = True  # learning curves and confusion matrices (plotly HTML + PNG)
 
 
@@ -172,15 +173,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=3e-4")
-        node = result
-        *parents, leaf = key.split(".")
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise UserError(f"--set {item!r}: {part!r} is a value, not a section")
-            node = child
-        node[leaf] = yaml.safe_load(text) if text else None
+        try:
+            set_dotted(result, key, yaml.safe_load(text) if text else None)
+        except ValueError as exc:
+            raise UserError(f"--set {item!r}: {exc}") from None
     return result
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``raw[a][b][c] = value`` for the dotted key ``a.b.c``, creating missing sections.
+
+    Raises ``ValueError`` when a part of the key names a value rather than a section.
+    """
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"{part!r} is a value, not a section")
+        node = child
+    node[leaf] = value
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

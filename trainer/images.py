@@ -13,7 +13,6 @@ import logging
 import mmap
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -51,13 +50,7 @@ REDUCED_JPEG = (
 
 
 def read_rgb(path: Path, at_least: int | None = None) -> np.ndarray:
-    """Decode an image file to an ``H x W x 3`` uint8 RGB array.
-
-    Grayscale, palette, CMYK, RGBA / grayscale+alpha, 16-bit and float images are converted,
-    not rejected. With ``at_least``, a large JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg
-    scales while decoding) as long as both sides stay at least that long, so a 10000 x 10000
-    photo never needs its full-size pixels in memory.
-    """
+    """Decode an image file to an ``H x W x 3`` uint8 RGB array, upright (see ``decode_rgb``)."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
@@ -66,20 +59,43 @@ def read_rgb(path: Path, at_least: int | None = None) -> np.ndarray:
         raise ImageReadError.of(path, "permission denied") from None
     except OSError as error:
         raise ImageReadError.of(path, str(error.strerror or error)) from None
-    if not data.size:
-        raise ImageReadError.of(path, "empty file (0 bytes)")
-    image = cv2.imdecode(data, _decode_flag(data, at_least))
+    try:
+        return decode_rgb(data, at_least)
+    except ImageReadError as error:
+        raise ImageReadError.of(path, error.reason) from None
+
+
+def decode_rgb(data: bytes | np.ndarray, at_least: int | None = None) -> np.ndarray:
+    """Decode the bytes of an image file to an ``H x W x 3`` uint8 RGB array.
+
+    The one decoder of the project: training, validation, refit, predict and serving all call
+    it. The EXIF orientation is always applied (OpenCV does so for every flag used here, but
+    not for ``IMREAD_UNCHANGED``), so a phone photo is upright wherever it is read.
+    Grayscale, palette, CMYK, RGBA / grayscale+alpha, 16-bit and float images are converted,
+    not rejected. With ``at_least``, a large JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg
+    scales while decoding) as long as both sides stay at least that long, so a 10000 x 10000
+    photo never needs its full-size pixels in memory.
+    """
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    if not buffer.size:
+        raise ImageReadError("empty file (0 bytes)")
+    image = cv2.imdecode(buffer, _decode_flag(buffer, at_least))
     if image is None:
-        raise ImageReadError.of(path, "cannot decode (corrupt, truncated or not an image)")
+        raise ImageReadError("cannot decode (corrupt, truncated or not an image)")
     return to_rgb8(image)
+
+
+# Colour (alpha dropped, as training always did) at the file's bit depth. Unlike
+# IMREAD_UNCHANGED, this flag applies the EXIF orientation, like the IMREAD_REDUCED_* ones.
+FULL_DECODE = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
 
 
 def _decode_flag(data: np.ndarray, at_least: int | None) -> int:
     if at_least is None or data[:3].tobytes() != JPEG_MAGIC:
-        return cv2.IMREAD_UNCHANGED
+        return FULL_DECODE
     shortest = _jpeg_shortest_side(data.data)
     scales = [flag for scale, flag in REDUCED_JPEG if shortest and shortest // scale >= at_least]
-    return scales[0] if scales else cv2.IMREAD_UNCHANGED
+    return scales[0] if scales else FULL_DECODE
 
 
 def _jpeg_shortest_side(raw: memoryview) -> int | None:
@@ -204,19 +220,3 @@ def encode_png_base64(image: np.ndarray) -> str:
     if not ok:
         raise ValueError("could not encode the image as PNG")
     return base64.b64encode(data.tobytes()).decode("ascii")
-
-
-def decode_image_input(item: Any) -> Path | np.ndarray:
-    """A model input as a path (existing file), an RGB array, or decoded base64/bytes."""
-    if isinstance(item, np.ndarray):
-        return item
-    if isinstance(item, bytes):
-        data = item
-    elif isinstance(item, str) and len(item) < 4096 and Path(item).is_file():
-        return Path(item)
-    else:
-        data = base64.b64decode(str(item), validate=False)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError("an input is neither an image file path nor a base64-encoded image")
-    return to_rgb8(image)

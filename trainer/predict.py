@@ -1,4 +1,10 @@
-"""Predict classes of new images with a saved checkpoint."""
+"""Predict classes of new images with a saved checkpoint.
+
+Images are decoded as in training (``trainer.images.decode_rgb``: EXIF orientation applied,
+large JPEGs at reduced scale). Unreadable files follow the same policy as
+``data.on_bad_image``: ``skip`` predicts the rest, warns once and lists them beside the output
+(``<out>.skipped.csv``); ``error`` stops with one line.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,14 @@ import timm
 import torch
 from torch import nn
 
-from trainer.checkpoint import Checkpoint, find_checkpoint, load_state
-from trainer.dataset import IMAGE_EXTENSIONS
+from trainer.checkpoint import Checkpoint, load_state
+from trainer.dataset import IMAGE_EXTENSIONS, printable
 from trainer.engine import predict
 from trainer.errors import UserError
-from trainer.images import read_rgb
+from trainer.images import ImageReadError, decode_rgb, read_rgb
 from trainer.model import freeze_backbone
 from trainer.runtime import Execution, cpu_supports_bf16, select_device
+from trainer.scan import BadImage, write_bad_images
 from trainer.transforms import Pipeline, Resize
 
 log = logging.getLogger(__name__)
@@ -42,8 +49,17 @@ class Predictor:
         self.model.to(self.execution.device)
         if self.execution.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.resize = Resize(int(meta["image_size"]))
-        self.pipeline = Pipeline(int(meta["image_size"]), meta["mean"], meta["std"], None)
+        self.image_size = int(meta["image_size"])
+        self.resize = Resize(self.image_size)
+        self.pipeline = Pipeline(self.image_size, meta["mean"], meta["std"], None)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """An image file's bytes decoded exactly as training decodes its files."""
+        return decode_rgb(data, at_least=self.image_size)
+
+    def read(self, path: Path) -> np.ndarray:
+        """An image file decoded exactly as training decodes it."""
+        return read_rgb(path, at_least=self.image_size)
 
     def predict_proba(
         self, images: Sequence[Path | np.ndarray], batch_size: int = 64
@@ -51,19 +67,42 @@ class Predictor:
         """Class probabilities, one row per image, columns in ``class_names`` order."""
         return predict(self.model, self._batches(images, batch_size), self.execution)
 
+    def predict_files(
+        self, paths: Sequence[Path], batch_size: int = 64, on_bad_image: str = "skip"
+    ) -> tuple[list[Path], np.ndarray, list[BadImage]]:
+        """Probabilities of the readable files; returns (those files, their rows, the others).
+
+        Each file is decoded once. ``on_bad_image="error"`` stops at the first unreadable one.
+        """
+        kept: list[Path] = []
+        bad: list[BadImage] = []
+        batches = self._file_batches(paths, batch_size, on_bad_image, kept, bad)
+        return kept, predict(self.model, batches, self.execution), bad
+
     def _batches(self, images: Sequence[Path | np.ndarray], size: int) -> Iterator[torch.Tensor]:
         for start in range(0, len(images), size):
             chunk = images[start : start + size]
-            arrays = [self.resize(read_rgb(i) if isinstance(i, Path) else i) for i in chunk]
+            arrays = [self.resize(self.read(i) if isinstance(i, Path) else i) for i in chunk]
             yield self.pipeline(arrays, seed=0)
 
-
-def _predictor(model: str) -> Predictor:
-    if model.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
-        from trainer.tracking import load_logged_model  # the one module that imports mlflow
-
-        return load_logged_model(model).predictor
-    return Predictor(find_checkpoint(Path(model)))
+    def _file_batches(
+        self, paths: Sequence[Path], size: int, policy: str, kept: list[Path], bad: list[BadImage]
+    ) -> Iterator[torch.Tensor]:
+        for start in range(0, len(paths), size):
+            arrays = []
+            for path in paths[start : start + size]:
+                try:
+                    arrays.append(self.resize(self.read(path)))
+                except ImageReadError as error:
+                    if policy == "error":
+                        raise UserError(
+                            f"{error}; fix or remove it, or use --on-bad-image skip"
+                        ) from None
+                    bad.append(BadImage(str(path), error.reason))
+                    continue
+                kept.append(path)
+            if arrays:
+                yield self.pipeline(arrays, seed=0)
 
 
 def _usable_precision(device: torch.device, trained: str) -> str:
@@ -90,15 +129,30 @@ def collect_images(inputs: Sequence[Path]) -> list[Path]:
     return found
 
 
-def predict_to_csv(model: str, inputs: Sequence[Path], out: Path, batch_size: int = 64) -> int:
-    """Write ``path,predicted,prob_<class>...`` for every image; returns the number of rows.
+def skipped_path(out: Path) -> Path:
+    """Where ``trainer predict`` lists the images it skipped: beside its output CSV."""
+    return out.with_name(f"{out.stem}.skipped.csv")
 
-    ``model`` is a checkpoint folder or file, or an MLflow model URI (``models:/NAME@alias``,
-    ``runs:/RUN_ID/model``).
+
+def predict_to_csv(
+    predictor: Predictor,
+    inputs: Sequence[Path],
+    out: Path,
+    batch_size: int = 64,
+    on_bad_image: str = "skip",
+) -> int:
+    """Write ``path,predicted,prob_<class>...`` for every readable image; returns the row count.
+
+    Unreadable images are skipped with one warning and listed in ``<out>.skipped.csv``
+    (``on_bad_image="error"`` stops at the first one instead). Nothing readable is an error.
     """
-    predictor = _predictor(model)
-    paths = collect_images(inputs)
-    probs = predictor.predict_proba(paths, batch_size)
+    paths, probs, bad = predictor.predict_files(collect_images(inputs), batch_size, on_bad_image)
+    _report_skipped(bad, skipped_path(out))
+    if not paths:
+        raise UserError(
+            f"none of the {len(bad)} image(s) could be read, e.g. {printable(bad[0].path)}: "
+            f"{bad[0].reason}"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
@@ -109,3 +163,17 @@ def predict_to_csv(model: str, inputs: Sequence[Path], out: Path, batch_size: in
             )
     log.info("wrote %d predictions to %s", len(paths), out)
     return len(paths)
+
+
+def _report_skipped(bad: list[BadImage], listing: Path) -> None:
+    listing.unlink(missing_ok=True)  # a listing from an earlier run would mislead
+    if not bad:
+        return
+    write_bad_images(bad, listing)
+    log.warning(
+        "skipped %d unreadable image(s) (--on-bad-image skip), e.g. %s: %s; the list is in %s",
+        len(bad),
+        printable(bad[0].path),
+        bad[0].reason,
+        listing,
+    )

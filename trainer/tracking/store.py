@@ -1,0 +1,60 @@
+"""Where runs go: the tracking URI, experiments, and keys MLflow accepts."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from trainer.remote import check_server
+
+EMBEDDED_STORE = Path("mlruns")  # relative to the working directory
+PARENT_RUN_TAG = "mlflow.parentRunId"
+MODEL_URI_TAG = "model_uri"  # the fit's logged model (models:/m-...)
+_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri``, else SQLite in ``./mlruns``.
+
+    A tracking server is checked once per process: if nothing answers, this fails in one line
+    at once rather than after MLflow's minutes of retries (which are kept for a server that
+    goes away later, e.g. while it restarts).
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if uri:
+        if uri.startswith(("http://", "https://")):
+            check_server(uri)
+        return uri
+    store = EMBEDDED_STORE.resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created (with artifacts beside a SQLite store) if missing."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name, artifact_location=_artifact_root(client)))
+    except MlflowException:  # created meanwhile by another process
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
+def _artifact_root(client: MlflowClient) -> str | None:
+    uri = client.tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return None  # a server or database decides where artifacts go
+    return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+
+
+def metric_key(name: str) -> str:
+    """A metric or param key MLflow accepts (odd characters in class names become ``_``)."""
+    return _KEY_CHARS.sub("_", name)
