@@ -51,3 +51,37 @@ def test_checker_sees_imports(tmp_path: Path) -> None:
     sample = tmp_path / "m.py"
     sample.write_text("import optuna.trial\nfrom mlflow import log_metric\n")
     assert {"optuna", "mlflow"} <= imported_roots(sample)
+
+
+UNPICKLERS = {"pickle", "cloudpickle", "dill", "joblib"}
+
+
+def unpickling_calls(path: Path) -> list[str]:
+    """Imports of pickle libraries and calls that unpickle (pyfunc.load_model, torch.load)."""
+    found = sorted(imported_roots(path) & UNPICKLERS)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name | ast.Attribute):
+            owner = node.value.id if isinstance(node.value, ast.Name) else node.value.attr
+            if (owner, node.attr) in {("pyfunc", "load_model"), ("torch", "load")}:
+                found.append(f"{owner}.{node.attr}")
+    return found
+
+
+def test_no_code_of_ours_unpickles_a_model() -> None:
+    """trainer predict, studies promote and the report build models from safetensors only."""
+    packages = (PACKAGE, PACKAGE.parent / "studies")
+    offenders = {
+        p.relative_to(PACKAGE.parent).as_posix(): calls
+        for package in packages
+        for p in package.rglob("*.py")
+        if (calls := unpickling_calls(p))
+    }
+    assert offenders == {}
+
+
+def test_unpickling_checker_sees_calls(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text(
+        "import mlflow.pyfunc\nimport torch\nmlflow.pyfunc.load_model(u)\ntorch.load(f)\n"
+    )
+    assert unpickling_calls(sample) == ["pyfunc.load_model", "torch.load"]
