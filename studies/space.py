@@ -6,8 +6,8 @@ from typing import Any
 
 import optuna
 
-from studies.config import Categorical, Distribution, FloatRange, IntRange
-from trainer.config import Config, config_from_dict
+from studies.config import Categorical, Distribution, FloatRange, IntRange, config_with
+from trainer.config import Config
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Distribution]) -> dict[str, Any]:
@@ -27,13 +27,5 @@ def suggest(trial: optuna.Trial, space: dict[str, Distribution]) -> dict[str, An
 
 def trial_config(base: Config, values: dict[str, Any], experiment: str) -> Config:
     """The base config with the trial's values set, tracked in the study's experiment."""
-    raw = base.to_dict()
-    for key, value in values.items():
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    raw["experiment"] = experiment
-    raw["tracking"] = {**raw.get("tracking", {}), "enabled": True}
-    return config_from_dict(raw, source="trial config")
+    study_keys = {"experiment": experiment, "tracking.enabled": True}
+    return config_with(base, {**values, **study_keys}, source="trial config")
