@@ -35,6 +35,7 @@ def read_without_orientation(path: Path, at_least: int | None) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     flag = images._decode_flag(data, at_least)  # the choice itself did not change
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED if flag == images.FULL_DECODE else flag)
+    assert image is not None, f"cannot decode {path}"
     return to_rgb8(image)
 
 

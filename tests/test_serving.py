@@ -99,7 +99,9 @@ def test_bad_rows_are_400_naming_the_row(model_uri: str) -> None:
         assert_bad_request(invoke(url, []), "the request has no images")
 
 
-def test_file_paths_are_refused_unless_opted_in(model_uri: str, tmp_path: Path) -> None:
+def test_file_paths_are_refused_unless_opted_in(
+    model_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     picture = tmp_path / "server-side.png"
     picture.write_bytes(base64.b64decode(png_base64(3)))
     with scoring(model_uri) as url:
@@ -110,6 +112,11 @@ def test_file_paths_are_refused_unless_opted_in(model_uri: str, tmp_path: Path) 
         status, body = invoke(url, [str(picture)])
         assert status == 200 and len(body["predictions"]) == 1
         assert_bad_request(invoke(url, [str(tmp_path / "missing.png")]), "row 0: no image file")
+    # What `mlflow models serve` reads when started with the opt-in in its environment.
+    monkeypatch.setenv("MLFLOW_PYFUNC_INFERENCE_CONFIG", '{"tracking.serve_paths": true}')
+    with scoring(model_uri) as url:
+        status, body = invoke(url, [str(picture)])
+        assert status == 200 and len(body["predictions"]) == 1
 
 
 def test_large_jpegs_are_decoded_at_reduced_scale(

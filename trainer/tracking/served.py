@@ -7,8 +7,8 @@ path; it builds the classifier from the safetensors checkpoint (``trainer.tracki
 Requests carry images as base64-encoded files in column ``image``. File paths are refused
 unless the model config's ``tracking.serve_paths`` is true: logged so (the trainer config key
 of that name), loaded with ``model_config={"tracking.serve_paths": True}``, or served with
-``MLFLOW_PYFUNC_INFERENCE_CONFIG='{"tracking.serve_paths": true}'``. A caller must not be able to probe
-the server's files. A bad row is an HTTP 400 naming the row and the problem.
+``MLFLOW_PYFUNC_INFERENCE_CONFIG='{"tracking.serve_paths": true}'``. A caller must not be able
+to probe the server's files. A bad row is an HTTP 400 naming the row and the problem.
 """
 
 from __future__ import annotations
