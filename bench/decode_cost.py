@@ -56,21 +56,18 @@ def measure(paths: list[Path], size: int, label: str) -> dict[str, Any]:
     for _ in range(ROUNDS):
         before.append(images_per_second(read_without_orientation, paths, size))
         after.append(images_per_second(read_rgb, paths, size))
-    result = {
+    median_before, median_after = statistics.median(before), statistics.median(after)
+    print(f"{label}: {median_before:.0f} -> {median_after:.0f} img/s")
+    return {
         "case": label,
         "images": len(paths),
         "image_size": size,
-        "before_images_per_second": statistics.median(before),
-        "after_images_per_second": statistics.median(after),
+        "before_images_per_second": median_before,
+        "after_images_per_second": median_after,
         "before_range": [min(before), max(before)],
         "after_range": [min(after), max(after)],
+        "ratio": median_after / median_before,
     }
-    result["ratio"] = result["after_images_per_second"] / result["before_images_per_second"]
-    print(
-        f"{label}: {result['before_images_per_second']:.0f} -> "
-        f"{result['after_images_per_second']:.0f} img/s ({result['ratio']:.2f})"
-    )
-    return result
 
 
 def main() -> None:
