@@ -22,7 +22,7 @@ from trainer.checkpoint import METADATA, WEIGHTS, Checkpoint
 from trainer.errors import UserError
 from trainer.predict import Predictor
 from trainer.tracking.served import CHECKPOINT_ARTIFACT
-from trainer.tracking.store import tracking_uri
+from trainer.tracking.store import quiet_transfers, tracking_uri
 
 REQUIRED_META = (
     "backbone",
@@ -39,6 +39,7 @@ REQUIRED_META = (
 def load_logged_model(uri: str) -> Predictor:
     """The classifier behind an MLflow model URI (``models:/NAME@champion``, ``runs:/ID/model``)."""
     mlflow.set_tracking_uri(tracking_uri())  # registry too: it follows the tracking URI
+    quiet_transfers()
     with tempfile.TemporaryDirectory(prefix="trainer-model-") as scratch:
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch))

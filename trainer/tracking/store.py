@@ -17,6 +17,11 @@ MODEL_URI_TAG = "model_uri"  # the fit's logged model (models:/m-...)
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
+def quiet_transfers() -> None:
+    """No artifact progress bars (they flood logs and non-terminals), unless the user set it."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def tracking_uri(configured: str | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri``, else SQLite in ``./mlruns``.
 

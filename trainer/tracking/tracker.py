@@ -13,7 +13,6 @@ depends on MLflow's thread-local "active run" (which does not cross processes).
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from trainer.tracking.store import (
     PARENT_RUN_TAG,
     ensure_experiment,
     metric_key,
+    quiet_transfers,
     tracking_uri,
 )
 
@@ -61,7 +61,7 @@ class MlflowTracker(Callback):
         reference_tags: dict[str, str] | None = None,
         extra_tags: dict[str, str] | None = None,
     ) -> None:
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        quiet_transfers()
         self.settings = settings
         self.client = MlflowClient(tracking_uri(settings.uri))
         self.experiment_id = ensure_experiment(self.client, experiment)
