@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from .servers import background_server, free_port, mlflow_server_command
 from .test_studies import study_file
 from .test_tracking_processes import rest
+from .test_workers import start, worker_study
 
 pytestmark = pytest.mark.slow
 N_TRIALS = 5
@@ -198,6 +199,27 @@ def test_three_workers_on_postgres_and_a_server(
     )
     assert promote.returncode == 0, promote.stderr
     assert client.get_model_version_by_alias("stack", "champion").version is not None
+
+
+def test_separate_processes_on_postgres_never_repeat_parameters(
+    postgres: str, digits_dir: Path, tmp_path: Path, session_store: str
+) -> None:
+    path = worker_study(tmp_path, digits_dir, "pg-separate", 6)
+    storage = f"{postgres}/optuna"
+    optuna.storages.RDBStorage(storage)  # both schemas made once, before the processes start
+    MlflowClient(session_store).search_experiments()
+    processes = [start(["run", str(path), "--storage", storage], session_store) for _ in range(2)]
+    try:
+        for process in processes:
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr
+    finally:
+        for process in processes:
+            process.kill()
+    trials = optuna.load_study(study_name="pg-separate", storage=storage).trials
+    lrs = [t.params["train.lr"] for t in trials]
+    assert len(set(lrs)) == len(lrs) == 6  # before: both processes drew the same trials
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
 
 
 def _training(storage: str, pid: int) -> bool:

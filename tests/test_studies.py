@@ -233,7 +233,7 @@ def test_bad_study_files_are_one_line(
 
 
 def test_sigterm_ends_the_trial_failed_and_its_runs_killed(
-    digits_dir: Path, tmp_path: Path, session_store: str
+    digits_dir: Path, tmp_path: Path, session_store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, journal = (
         study_file(tmp_path, digits_dir, name="terminated", n_trials=2),
@@ -277,3 +277,6 @@ def test_sigterm_ends_the_trial_failed_and_its_runs_killed(
         r.info.run_name: r.info.status for r in client.search_runs([experiment.experiment_id])
     }
     assert statuses == {"study-terminated": "KILLED", "trial-0": "KILLED", "fold-0": "KILLED"}
+    # That is the documented outcome of an interrupt: the doctor finds nothing wrong with it.
+    assert main(["doctor", "terminated", "--storage", str(journal)]) == 0
+    assert "no problems found" in capsys.readouterr().out
