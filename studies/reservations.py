@@ -94,53 +94,74 @@ def _trial_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def claim(handle: StorageHandle, trial_id: int) -> bool:
-    """Turn this worker's reservation RUNNING; False when another worker got it first."""
+def claim(handle: StorageHandle, trial_id: int) -> FrozenTrial | None:
+    """Turn this worker's reservation RUNNING; None when another worker got it first."""
     if handle.heartbeat:
         _record_heartbeat(handle, trial_id)
     try:
         if not handle.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
-            return False
+            return None
     except UpdateFinishedTrialError:
-        return False
-    me = worker_id()
-    if handle.storage.get_trial(trial_id).user_attrs.get(WORKER_ATTR) != me:
+        return None
+    me, trial = worker_id(), handle.storage.get_trial(trial_id)
+    if trial.user_attrs.get(WORKER_ATTR) != me:
         # Two hosts adopted the same orphan at once: the winner of the claim names itself.
         handle.storage.set_trial_user_attr(trial_id, WORKER_ATTR, me)
-    return True
+    return trial
 
 
 def run_trial(
     study: optuna.Study, handle: StorageHandle, trial_id: int, objective: Objective
-) -> FrozenTrial:
-    """Run the claimed trial and tell the study its outcome. An interrupt (KeyboardInterrupt,
-    which SIGTERM also raises) fails the trial as ``interrupted`` and is re-raised."""
-    trial = optuna.Trial(study, trial_id)
-    value: float | None = None
-    state: TrialState | None = None
-    with _heartbeats(handle, trial_id):
-        try:
-            value = objective(trial)
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
-        except KeyboardInterrupt:
-            _fail(study, handle, trial, INTERRUPTED)
-            raise
-        except Exception as error:
-            log.debug("trial %d raised", trial.number, exc_info=error)
-            state = TrialState.FAIL
-    if state is None and (value is None or math.isnan(value)):
-        state, value = TrialState.FAIL, None
+) -> FrozenTrial | None:
+    """Claim the reserved trial, run it and tell the study its outcome; None when another
+    worker claimed it first. An interrupt (KeyboardInterrupt, which SIGTERM also raises) fails
+    the trial as ``interrupted`` if this worker holds it, wherever it came, and is re-raised."""
+    try:
+        claimed = claim(handle, trial_id)
+        if claimed is None:
+            return None
+        with _heartbeats(handle, trial_id):
+            value, state = _evaluate(study, trial_id, objective)
+    except KeyboardInterrupt:
+        _fail_if_ours(study, handle, trial_id)
+        raise
     if state == TrialState.FAIL:
-        _fail(study, handle, trial, ERROR)
+        _fail(study, handle, trial_id, ERROR)
     else:
-        study.tell(trial, value, state=state)
+        study.tell(claimed.number, value, state=state, skip_if_finished=True)
     return handle.storage.get_trial(trial_id)
 
 
-def _fail(study: optuna.Study, handle: StorageHandle, trial: optuna.Trial, reason: str) -> None:
-    handle.storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
-    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+def _evaluate(
+    study: optuna.Study, trial_id: int, objective: Objective
+) -> tuple[float | None, TrialState | None]:
+    """The objective's value, or the state it ended the trial in (PRUNED, FAIL)."""
+    trial = optuna.Trial(study, trial_id)
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        return None, TrialState.PRUNED
+    except Exception as error:
+        log.debug("trial %d raised", trial.number, exc_info=error)
+        return None, TrialState.FAIL
+    if math.isnan(value):
+        return None, TrialState.FAIL
+    return value, None
+
+
+def _fail_if_ours(study: optuna.Study, handle: StorageHandle, trial_id: int) -> None:
+    trial = handle.storage.get_trial(trial_id)
+    if trial.state == TrialState.RUNNING and trial.user_attrs.get(WORKER_ATTR) == worker_id():
+        _fail(study, handle, trial_id, INTERRUPTED)
+
+
+def _fail(study: optuna.Study, handle: StorageHandle, trial_id: int, reason: str) -> None:
+    try:
+        handle.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+    except UpdateFinishedTrialError:
+        return  # already failed by a worker that judged this one lost
+    number = handle.storage.get_trial(trial_id).number
+    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def _record_heartbeat(handle: StorageHandle, trial_id: int) -> None:

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from studies.config import StudyConfig
 from studies.objective import Objective
 from studies.pruning import create_pruner
-from studies.reservations import claim, reserve_trial, run_trial
+from studies.reservations import reserve_trial, run_trial
 from studies.sampling import create_sampler
 from studies.storage import StorageHandle, load_or_create_study, open_storage
 from studies.tracking import StudyTracker
@@ -81,8 +81,9 @@ def run_worker(settings: RunSettings) -> None:
         fail_stale_trials(study, handle)
         trial_id = reserve_trial(study, handle, settings.n_trials)
         if trial_id is not None:
-            if claim(handle, trial_id):
-                _log_trial(study, run_trial(study, handle, trial_id, objective))
+            trial = run_trial(study, handle, trial_id, objective)
+            if trial is not None:  # None: another worker claimed it first
+                _log_trial(study, trial)
                 tracker.update_best()
             continue
         if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -48,7 +48,7 @@ def running_runs(client: MlflowClient, name: str) -> list[Any]:
     return [r for r in client.search_runs([experiment.experiment_id]) if r.info.status == "RUNNING"]
 
 
-@pytest.mark.parametrize("phase", ["loading", "epoch", "checkpoint"])
+@pytest.mark.parametrize("phase", ["claimed", "loading", "epoch", "checkpoint"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_signal_at_any_point_then_same_command_completes(
     digits_dir: Path, tmp_path: Path, session_store: str, phase: str, signum: int
