@@ -8,8 +8,13 @@ process handles it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# On import, albumentations asks PyPI whether a newer version exists (a blocking request of up
+# to 2 s, and a warning when offline); no command of ours should touch the network for that.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A
 import cv2
