@@ -41,7 +41,7 @@ from trainer.errors import UserError
 
 log = logging.getLogger(__name__)
 
-Objective = Callable[[optuna.Trial], float]
+ObjectiveFunction = Callable[[optuna.Trial], float]
 
 
 def reserve_trial(study: optuna.Study, handle: StorageHandle, n_trials: int) -> int | None:
@@ -111,7 +111,7 @@ def claim(handle: StorageHandle, trial_id: int) -> FrozenTrial | None:
 
 
 def run_trial(
-    study: optuna.Study, handle: StorageHandle, trial_id: int, objective: Objective
+    study: optuna.Study, handle: StorageHandle, trial_id: int, objective: ObjectiveFunction
 ) -> FrozenTrial | None:
     """Claim the reserved trial, run it and tell the study its outcome; None when another
     worker claimed it first. An interrupt (KeyboardInterrupt, which SIGTERM also raises) fails
@@ -133,7 +133,7 @@ def run_trial(
 
 
 def _evaluate(
-    study: optuna.Study, trial_id: int, objective: Objective
+    study: optuna.Study, trial_id: int, objective: ObjectiveFunction
 ) -> tuple[float | None, TrialState | None]:
     """The objective's value, or the state it ended the trial in (PRUNED, FAIL)."""
     trial = optuna.Trial(study, trial_id)

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_JOURNAL = Path("mlruns") / "optuna" / "journal.log"
 # A worker's heartbeat interval on RDB storage, and the silence after which its RUNNING trial
-# is failed and retried (environment variables, e.g. for tests that kill workers).
+# is failed and retried; also how long a RUNNING trial that names no worker is given before it
+# is failed (environment variables, e.g. for tests that kill workers).
 HEARTBEAT_SECONDS = int(os.environ.get("STUDIES_HEARTBEAT_SECONDS", "30"))
 GRACE_SECONDS = int(os.environ.get("STUDIES_GRACE_SECONDS", "120"))
 _URL = re.compile(r"^[a-z][a-z0-9+]*://")
