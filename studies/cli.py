@@ -81,7 +81,8 @@ def _settings(args: argparse.Namespace) -> RunSettings:
     from studies.config import load_study_config
     from studies.runner import RunSettings
 
-    study, base = load_study_config(args.study)
+    # Workers load the file their parent already checked: skip the backbone size checks.
+    study, base = load_study_config(args.study, check_models=not args.as_worker)
     updates = {k: v for k, v in (("name", args.name), ("storage", args.storage)) if v}
     study = study.model_copy(update=updates)
     if args.workers < 1 or (args.n_trials is not None and args.n_trials < 1):

@@ -83,7 +83,7 @@ Distribution = Annotated[FloatRange | IntRange | Categorical, Field(discriminato
 class SamplerConfig(_Strict):
     """TPE sampler settings."""
 
-    seed: int | None = 42  # seeds the sampler (trial parameters are reproducible per worker)
+    seed: int | None = 42  # seeds each trial's draws with (seed, trial number); null: unseeded
     n_startup_trials: int = Field(10, ge=0)  # random trials before TPE models the space
 
 

@@ -118,13 +118,8 @@ def test_unknown_empty_and_failed_only_studies_are_one_line(
     MlflowClient(session_store).create_experiment("empty-study")
     with pytest.raises(UserError, match="'empty-study' has no trials yet"):
         write_report(["empty-study"], tmp_path / "x.html")
-    broken = study_file(
-        tmp_path,
-        digits_dir,
-        name="all-failed",
-        n_trials=1,
-        search_space={"model.backbone": {"type": "categorical", "choices": ["no_such_model"]}},
-    )
+    # Every trial fails at run time (the study file itself is valid): its images are gone.
+    broken = study_file(tmp_path, tmp_path / "images-gone", name="all-failed", n_trials=1)
     assert main(["run", str(broken), "--storage", str(tmp_path / "j.log")]) == 2
     assert main(["report", "all-failed"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
