@@ -51,7 +51,7 @@ def trainer_loader(paths: Path, size: int, batch: int, mean: Any, std: Any, devi
 
     samples = find_samples(paths)
     cache = CacheRegistry().get("bench", samples.paths, Resize(size), 4096)
-    pipeline = Pipeline(size, mean, std, AugmentConfig())
+    pipeline = Pipeline(size, AugmentConfig())
     subset = ImageSubset(cache, samples.labels, np.arange(len(samples)), pipeline)
     return make_loader(subset, batch, True, 0, loader_settings("auto", device))
 
@@ -59,7 +59,7 @@ def trainer_loader(paths: Path, size: int, batch: int, mean: Any, std: Any, devi
 def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
     """Images/s of the trainer's pipeline, of in-memory tensors and of the tutorial's."""
     from trainer.config import ModelConfig
-    from trainer.engine import train_one_epoch
+    from trainer.engine import Normalize, train_one_epoch
     from trainer.loader import set_epoch
     from trainer.model import create_model, data_spec
     from trainer.runtime import Execution, select_device
@@ -69,6 +69,7 @@ def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
     execution = Execution(device, "fp32", False)
     model = create_model(ModelConfig(backbone=backbone, pretrained=False), 2).to(device)
     spec = data_spec(model)
+    normalize = Normalize(spec.mean, spec.std)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
@@ -76,7 +77,9 @@ def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
         if epoch is not None:
             set_epoch(batches, epoch)
         loss = torch.nn.CrossEntropyLoss()
-        stats = train_one_epoch(model, batches, optimizer, scheduler, loss, execution)
+        stats = train_one_epoch(
+            model, batches, optimizer, scheduler, loss, execution, normalize=normalize
+        )
         return float(stats["images_per_second"])
 
     loader = trainer_loader(folder, size, batch, spec.mean, spec.std, device)

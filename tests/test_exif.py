@@ -86,7 +86,7 @@ def test_training_dataset_sees_every_orientation_upright(
         cache,
         np.zeros(len(names), dtype=np.int64),
         np.arange(len(names)),
-        Pipeline(size, (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255), None),
+        Pipeline(size, None),
     )
     tensors, _ = subset[[(i, 0) for i in range(len(names))]]
     assert_upright_alike(dict(zip(names, tensors.numpy(), strict=True)))

@@ -1,9 +1,13 @@
-"""Train one epoch and evaluate: the inner loops. Plain metric dicts out; no tracking here."""
+"""Train one epoch and evaluate: the inner loops. Plain metric dicts out; no tracking here.
+
+Batches arrive as uint8 ``N x H x W x 3`` images (see ``trainer.transforms``) and become
+normalised float tensors on the device (``Normalize``); float batches are used as they are.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -11,6 +15,36 @@ import torch
 from torch import nn
 
 from trainer.runtime import Execution
+
+
+class Normalize:
+    """uint8 ``N x H x W x 3`` batches to normalised float ``N x 3 x H x W`` on the device.
+
+    The same arithmetic as albumentations' ``Normalize(max_pixel_value=255)``: ``(x - 255 mean)
+    / (255 std)`` per channel, with the constants computed in float64. Channels-last output is
+    a free view of HWC data; otherwise the result is made contiguous.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, images: torch.Tensor, execution: Execution) -> torch.Tensor:
+        """The model's input for a uint8 batch (moved to the execution's device)."""
+        shift, scale = self._on(execution.device)
+        images = images.to(execution.device, non_blocking=True).permute(0, 3, 1, 2)
+        normalised = (images.float() - shift) * scale
+        layout = torch.channels_last if execution.channels_last else torch.contiguous_format
+        return normalised.contiguous(memory_format=layout)
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._constants:
+            mean, std = np.array(self.mean), np.array(self.std)
+            shift = torch.tensor(mean * 255.0, dtype=torch.float32).view(1, 3, 1, 1)
+            scale = torch.tensor(1.0 / (std * 255.0), dtype=torch.float32).view(1, 3, 1, 1)
+            self._constants[device] = (shift.to(device), scale.to(device))
+        return self._constants[device]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -37,6 +71,7 @@ def train_one_epoch(
     loss_fn: nn.Module,
     execution: Execution,
     progress: BatchProgress | None = None,
+    normalize: Normalize | None = None,
 ) -> dict[str, float]:
     """One pass over ``batches``.
 
@@ -50,7 +85,7 @@ def train_one_epoch(
     seen, lr = 0, float(optimizer.param_groups[0]["lr"])
     start = time.perf_counter()
     for images, labels in batches:
-        images, labels = _to_device(images, labels, execution)
+        images, labels = _to_device(images, labels, execution, normalize)
         lr = float(optimizer.param_groups[0]["lr"])
         with execution.autocast():
             logits = model(images)
@@ -84,13 +119,14 @@ def evaluate(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     loss_fn: nn.Module,
     execution: Execution,
+    normalize: Normalize | None = None,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Loss and accuracy over ``batches``, with the class probabilities and true labels."""
     model.eval()
     loss_sum, seen = 0.0, 0
     probabilities, targets = [], []
     for images, labels in batches:
-        images, labels = _to_device(images, labels, execution)
+        images, labels = _to_device(images, labels, execution, normalize)
         with execution.autocast():
             logits = model(images)
         logits = logits.float()
@@ -105,24 +141,42 @@ def evaluate(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Iterable[torch.Tensor], execution: Execution) -> np.ndarray:
+def predict(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    execution: Execution,
+    normalize: Normalize | None = None,
+) -> np.ndarray:
     """Class probabilities for unlabelled batches of images."""
     model.eval()
     outputs = []
     for images in batches:
-        images = images.to(execution.device, non_blocking=True)
-        if execution.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = model_input(images, execution, normalize)
         with execution.autocast():
             logits = model(images)
         outputs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
 
 
-def _to_device(
-    images: torch.Tensor, labels: torch.Tensor, execution: Execution
-) -> tuple[torch.Tensor, torch.Tensor]:
+def model_input(
+    images: torch.Tensor, execution: Execution, normalize: Normalize | None
+) -> torch.Tensor:
+    """A batch on the device as the model takes it: uint8 batches normalised there."""
+    if images.dtype == torch.uint8:
+        if normalize is None:
+            raise TypeError("uint8 image batches need a Normalize with the backbone's mean/std")
+        return normalize(images, execution)
     images = images.to(execution.device, non_blocking=True)
     if execution.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def _to_device(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    execution: Execution,
+    normalize: Normalize | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    images = model_input(images, execution, normalize)
     return images, labels.to(execution.device, non_blocking=True)

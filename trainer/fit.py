@@ -21,6 +21,7 @@ import torch
 from trainer.callbacks import Callback, CallbackList, FitInfo
 from trainer.config import Config, save_config
 from trainer.dataset import Samples, find_samples
+from trainer.engine import Normalize
 from trainer.errors import DeviceOutOfMemoryError, one_line
 from trainer.folds import FoldRunner, refit_epochs
 from trainer.images import CACHES
@@ -136,8 +137,9 @@ def prepare(config: Config) -> Prepared:
     runner = FoldRunner(
         info=info,
         cache=CACHES.get(digest, samples.paths, resize, config.data.cache_mb),
-        train_pipeline=Pipeline(config.train.image_size, spec.mean, spec.std, config.augment),
-        eval_pipeline=Pipeline(config.train.image_size, spec.mean, spec.std, None),
+        train_pipeline=Pipeline(config.train.image_size, config.augment),
+        eval_pipeline=Pipeline(config.train.image_size, None),
+        normalize=Normalize(spec.mean, spec.std),
         loading=loader_settings(config.data.num_workers, select_device(config.runtime.device)),
     )
     _log_start(info)

@@ -17,7 +17,7 @@ from torch import nn
 from trainer.callbacks import Callback, FitInfo, FoldInfo
 from trainer.checkpoint import copy_state, save_checkpoint
 from trainer.config import Config
-from trainer.engine import evaluate, train_one_epoch
+from trainer.engine import Normalize, evaluate, train_one_epoch
 from trainer.images import ImageCache
 from trainer.loader import ImageSubset, LoaderSettings, make_loader, set_epoch
 from trainer.model import create_model, data_spec, to_device
@@ -59,6 +59,7 @@ class FoldRunner:
     cache: ImageCache
     train_pipeline: Pipeline
     eval_pipeline: Pipeline
+    normalize: Normalize  # uint8 batches to the model's input, on the device
     loading: LoaderSettings
 
     def run_fold(self, k: int, events: Callback) -> dict[str, Any]:
@@ -74,7 +75,8 @@ class FoldRunner:
         fold = self._fold_info("refit", -1, train_idx, test_idx, epochs)
         model, best = self._train(fold, train_idx, None, events)
         test_loader = self._loader(test_idx, False, -1)
-        metrics, probs, truth = evaluate(model, test_loader, *self._eval_args())
+        loss_fn, execution = self._eval_args()
+        metrics, probs, truth = evaluate(model, test_loader, loss_fn, execution, self.normalize)
         best.metrics.update({"test/loss": metrics["loss"], "test/acc": metrics["acc"]})
         best.probs = probs
         summary = self._finish(fold, model, best, test_idx, events)
@@ -138,11 +140,14 @@ class FoldRunner:
                 loss_fn,
                 execution,
                 bar,
+                self.normalize,
             )
         metrics = _epoch_metrics(train)
         probs = np.zeros((0, 0))
         if parts.val_loader is not None:
-            val, probs, _ = evaluate(parts.model, parts.val_loader, loss_fn, execution)
+            val, probs, _ = evaluate(
+                parts.model, parts.val_loader, loss_fn, execution, self.normalize
+            )
             metrics.update({"val/loss": val["loss"], "val/acc": val["acc"]})
         return metrics, probs
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from trainer.checkpoint import Checkpoint, load_state
 from trainer.dataset import IMAGE_EXTENSIONS, printable
-from trainer.engine import predict
+from trainer.engine import Normalize, predict
 from trainer.errors import UserError
 from trainer.images import ImageReadError, decode_rgb, read_rgb
 from trainer.model import freeze_backbone
@@ -51,7 +51,8 @@ class Predictor:
             self.model.to(memory_format=torch.channels_last)
         self.image_size = int(meta["image_size"])
         self.resize = Resize(self.image_size)
-        self.pipeline = Pipeline(self.image_size, meta["mean"], meta["std"], None)
+        self.pipeline = Pipeline(self.image_size, None)
+        self.normalize = Normalize(meta["mean"], meta["std"])
 
     def decode(self, data: bytes) -> np.ndarray:
         """An image file's bytes decoded exactly as training decodes its files."""
@@ -65,7 +66,9 @@ class Predictor:
         self, images: Sequence[Path | np.ndarray], batch_size: int = 64
     ) -> np.ndarray:
         """Class probabilities, one row per image, columns in ``class_names`` order."""
-        return predict(self.model, self._batches(images, batch_size), self.execution)
+        return predict(
+            self.model, self._batches(images, batch_size), self.execution, self.normalize
+        )
 
     def predict_files(
         self, paths: Sequence[Path], batch_size: int = 64, on_bad_image: str = "skip"
@@ -77,7 +80,7 @@ class Predictor:
         kept: list[Path] = []
         bad: list[BadImage] = []
         batches = self._file_batches(paths, batch_size, on_bad_image, kept, bad)
-        return kept, predict(self.model, batches, self.execution), bad
+        return kept, predict(self.model, batches, self.execution, self.normalize), bad
 
     def _batches(self, images: Sequence[Path | np.ndarray], size: int) -> Iterator[torch.Tensor]:
         for start in range(0, len(images), size):

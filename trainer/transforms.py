@@ -1,7 +1,9 @@
 """Image transforms: the one module that imports albumentations.
 
 Images are resized once (and cached resized); the per-sample pipelines then augment (training
-only), normalise with the backbone's own mean and std, and convert to a CHW float tensor.
+only) and stack a batch as one ``N x H x W x 3`` uint8 tensor. Normalisation with the
+backbone's mean and std happens where the model runs (``trainer.engine.Normalize``): a uint8
+batch is a quarter of the bytes of a float32 one to hand from loader workers to the device.
 Randomness comes only from ``seed`` arguments, so a batch is augmented the same way whichever
 process handles it.
 """
@@ -20,7 +22,6 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
 
 from trainer.config import AugmentConfig
 
@@ -41,29 +42,20 @@ class Resize:
 
 
 class Pipeline:
-    """Turns resized RGB uint8 images into normalised tensors, augmenting if training."""
+    """Turns resized RGB uint8 images into a uint8 ``N x H x W x 3`` batch, augmenting if
+    training (``augment`` given)."""
 
-    def __init__(
-        self,
-        size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        augment: AugmentConfig | None,
-    ) -> None:
+    def __init__(self, size: int, augment: AugmentConfig | None) -> None:
         self.size = size
-        steps: list[A.BasicTransform] = []
-        if augment is not None:
-            steps = _augmentations(augment)
-        steps += [
-            A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0),
-            ToTensorV2(),
-        ]
-        self._compose = A.Compose(steps, seed=0)
+        steps = _augmentations(augment) if augment is not None else []
+        self._compose = A.Compose(steps, seed=0) if steps else None
 
     def __call__(self, images: Sequence[np.ndarray], seed: int) -> torch.Tensor:
-        """Transform a batch with randomness drawn from ``seed``; returns N x C x H x W."""
+        """Transform a batch with randomness drawn from ``seed``."""
+        if self._compose is None:
+            return torch.from_numpy(np.stack(images))
         self._compose.set_random_seed(seed)
-        return torch.stack([self._compose(image=image)["image"] for image in images])
+        return torch.from_numpy(np.stack([self._compose(image=image)["image"] for image in images]))
 
 
 def _augmentations(augment: AugmentConfig) -> list[A.BasicTransform]:
