@@ -105,3 +105,18 @@ def test_fp16_needs_a_grad_scaler_and_bf16_does_not() -> None:
     assert Execution(cpu, "fp16", False).needs_grad_scaler
     assert not Execution(cpu, "bf16", True).needs_grad_scaler
     assert Execution(cpu, "fp32", False).autocast_dtype is None
+
+
+def test_cudnn_autotuning_is_on_only_without_determinism() -> None:
+    from trainer.runtime import seed_everything
+
+    try:
+        seed_everything(0, deterministic=False)
+        assert torch.backends.cudnn.benchmark is True
+        assert not torch.are_deterministic_algorithms_enabled()
+        seed_everything(0, deterministic=False, cudnn_benchmark=False)
+        assert torch.backends.cudnn.benchmark is False
+    finally:
+        seed_everything(0, deterministic=True)
+    assert torch.backends.cudnn.benchmark is False
+    assert torch.are_deterministic_algorithms_enabled()

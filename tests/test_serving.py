@@ -73,8 +73,11 @@ def png_base64(seed: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def model_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return log_model(make_checkpoint(tmp_path_factory.mktemp("served") / "model", 16))
+def model_uri(tmp_path_factory: pytest.TempPathFactory, session_store: str) -> str:
+    # Module fixtures run before the function-scoped isolated_tracking: point at the test store.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", session_store)
+        return log_model(make_checkpoint(tmp_path_factory.mktemp("served") / "model", 16))
 
 
 def assert_bad_request(answer: tuple[int, dict[str, Any]], *fragments: str) -> None:

@@ -34,7 +34,9 @@ class DataConfig(_Section):
     folds: int = Field(5, ge=1)  # StratifiedKFold splits; 1 = one stratified train/val split
     val_size: float = Field(0.2, gt=0, lt=1)  # validation fraction when folds == 1
     split_dir: Path | None = None  # where split files are kept; default <output.dir>/splits
-    cache_mb: int = Field(2048, ge=0)  # memory budget for decoded, resized images (0 = off)
+    # Disk budget of the decoded-image cache shared by all processes, in $TIMM_STUDIES_CACHE or
+    # ~/.cache/timm-studies/images; least recently used entries go beyond it (0 = decode always).
+    cache_mb: int = Field(20480, ge=0)
     num_workers: int | Literal["auto"] = "auto"  # DataLoader worker processes
     on_bad_image: Literal["skip", "error"] = "skip"  # unreadable images: drop and warn, or stop
 
@@ -91,6 +93,9 @@ class RuntimeConfig(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto measures on CPU, AMP on GPU
     channels_last: bool | Literal["auto"] = "auto"  # memory format; auto decides with precision
     deterministic: bool = True  # deterministic kernels where torch has them
+    cudnn_benchmark: bool | Literal["auto"] = (
+        "auto"  # cuDNN autotuning; auto: when not deterministic
+    )
     progress: bool = True  # progress bar on a terminal (plain lines otherwise)
 
 

@@ -109,7 +109,7 @@ def prepare(config: Config) -> Prepared:
     check_backbone(config.model.backbone)
     probe = timm.create_model(config.model.backbone, pretrained=False, num_classes=2)
     check_input_size(probe, config.train.image_size, config.model.backbone)  # before the scan
-    seed_everything(config.seed, config.runtime.deterministic)
+    seed_everything(config.seed, config.runtime.deterministic, config.runtime.cudnn_benchmark)
     samples, digest, bad, splits = _load_data(config)
     spec = data_spec(probe)
     execution = resolve_execution(

@@ -109,7 +109,9 @@ class FoldRunner:
 
     def _build(self, fold: FoldInfo, train_idx: np.ndarray, val_idx: np.ndarray | None) -> _Parts:
         config = self.info.config
-        seed_everything(self._seed(fold.index), config.runtime.deterministic)
+        seed_everything(
+            self._seed(fold.index), config.runtime.deterministic, config.runtime.cudnn_benchmark
+        )
         model = create_model(config.model, len(self.info.samples.class_names))
         model = to_device(model, self.info.execution.device, self.info.execution.channels_last)
         train_loader = self._loader(train_idx, True, fold.index)

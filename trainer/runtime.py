@@ -64,8 +64,14 @@ class Execution:
         )
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch; ask torch for deterministic kernels where it has them."""
+def seed_everything(
+    seed: int, deterministic: bool = True, cudnn_benchmark: bool | str = "auto"
+) -> None:
+    """Seed Python, NumPy and torch; ask torch for deterministic kernels where it has them.
+
+    Without determinism, cuDNN autotuning (``benchmark``) is on unless turned off: it picks the
+    fastest convolution algorithms per input shape, which need not be deterministic.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -73,6 +79,9 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = cudnn_benchmark in (True, "auto")
 
 
 def available_cores() -> int:
