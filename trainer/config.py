@@ -93,9 +93,7 @@ class RuntimeConfig(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto measures on CPU, AMP on GPU
     channels_last: bool | Literal["auto"] = "auto"  # memory format; auto decides with precision
     deterministic: bool = True  # deterministic kernels where torch has them
-    cudnn_benchmark: bool | Literal["auto"] = (
-        "auto"  # cuDNN autotuning; auto: when not deterministic
-    )
+    cudnn_benchmark: bool | Literal["auto"] = "auto"  # cuDNN autotune; auto: if not deterministic
     progress: bool = True  # progress bar on a terminal (plain lines otherwise)
 
 
