@@ -22,9 +22,12 @@ def session_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(autouse=True)
-def isolated_tracking(session_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def isolated_tracking(
+    session_store: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Never write to the repository's mlruns/ or the user's cache from a test."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", session_store)
+    monkeypatch.setenv("TIMM_STUDIES_CACHE", str(tmp_path_factory.getbasetemp() / "image-cache"))
 
 
 @pytest.fixture(scope="session")

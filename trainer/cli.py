@@ -1,4 +1,4 @@
-"""``trainer`` command line: fit, predict, sample-data.
+"""``trainer`` command line: fit, predict, sample-data, cache.
 
 Errors the user can fix print one line on stderr and exit 2; ``--debug`` shows the traceback.
 """
@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--per-class", type=int, default=None, help="images per class (all)")
     sample.add_argument("--size", type=_positive, default=32, help="image side in pixels")
     sample.set_defaults(handler=_sample_data)
+
+    cache = commands.add_parser("cache", help="list or clear the decoded-image cache")
+    cache.add_argument("action", choices=("list", "clear"))
+    cache.add_argument(
+        "entries", nargs="*", metavar="PREFIX", help="clear only files or data digests so named"
+    )
+    cache.set_defaults(handler=_cache)
     return parser
 
 
@@ -192,4 +199,23 @@ def _sample_data(args: argparse.Namespace) -> int:
     from trainer.sample_data import write_digits
 
     write_digits(args.out_dir, args.classes, args.per_class, args.size)
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from trainer.cache_files import cache_dir, clear_entries, list_entries
+
+    directory = cache_dir()
+    if args.action == "clear":
+        removed, freed = clear_entries(directory, args.entries)
+        log.info("removed %d file(s), %.1f MB, from %s", removed, freed / 2**20, directory)
+        return 0
+    if args.entries:
+        raise UserError("trainer cache list takes no PREFIX")
+    entries = list_entries(directory)
+    for info in entries:
+        state = f"{info.filled}/{info.images} images" if info.valid else "invalid (rebuilt on use)"
+        print(f"{info.path.name}  {info.nbytes / 2**20:8.1f} MB  {state}")
+    total = sum(info.nbytes for info in entries) / 2**20
+    print(f"{len(entries)} file(s), {total:.1f} MB in {directory}")
     return 0

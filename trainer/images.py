@@ -1,24 +1,20 @@
-"""Decode images with OpenCV as 8-bit RGB, and keep decoded, resized copies in shared memory.
+"""Decode images with OpenCV as 8-bit RGB: the one decoder of the project.
 
-The cache is a lazily filled block of anonymous shared memory (``mmap``): whichever process
-first needs an image (the main process or a forked DataLoader worker) decodes and resizes it
-once, and every later epoch, fold and trial in this process tree reads the pixels back. Only
-the resize is cached; augmentation stays per sample.
+The decoded, resized copies are kept by ``trainer.cache`` (``ImageCache``, ``CACHES``), which
+this module still exports for older imports.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import mmap
-from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from trainer.errors import UserError
-from trainer.transforms import Resize
 
 log = logging.getLogger(__name__)
 
@@ -130,93 +126,18 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-class ImageCache:
-    """Decoded, resized images of one dataset at one size, shared with forked workers.
-
-    Holds at most ``capacity`` images (the first ones by index); the rest are decoded each
-    time they are read. Shared between processes only when workers are forked after it is made.
-    """
-
-    def __init__(self, paths: tuple[Path, ...], resize: Resize, capacity: int) -> None:
-        self.paths = paths
-        self.resize = resize
-        size = self.size = resize.size
-        self.capacity = min(capacity, len(paths))
-        self._image_bytes = size * size * 3
-        # One block: a "filled" flag byte per slot, then the pixels.
-        self._buffer = mmap.mmap(-1, max(1, self.capacity * (self._image_bytes + 1)))
-        self._filled = np.frombuffer(self._buffer, dtype=np.uint8, count=self.capacity)
-        self._pixels = np.frombuffer(
-            self._buffer,
-            dtype=np.uint8,
-            count=self.capacity * self._image_bytes,
-            offset=self.capacity,
-        ).reshape(self.capacity, size, size, 3)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of memory the cache reserves."""
-        return len(self._buffer)
-
-    def filled(self) -> int:
-        """How many images are cached so far."""
-        return int(self._filled.sum())
-
-    def get(self, index: int) -> np.ndarray:
-        """The resized RGB image ``index``: from the cache, or decoded (and cached if room)."""
-        if index < self.capacity and self._filled[index]:
-            return self._pixels[index].copy()
-        image = self.resize(read_rgb(self.paths[index], at_least=self.size))
-        if index < self.capacity:
-            self._pixels[index] = image
-            self._filled[index] = 1  # written after the pixels: readers never see half an image
-        return image
-
-
-class CacheRegistry:
-    """Caches kept for this process, one per (dataset digest, image size), within a budget.
-
-    Trials in one process that use the same data at the same size share one cache; when a
-    new size does not fit, the least recently used caches are dropped.
-    """
-
-    def __init__(self) -> None:
-        self._caches: OrderedDict[tuple[str, int], ImageCache] = OrderedDict()
-
-    def get(
-        self, digest: str, paths: tuple[Path, ...], resize: Resize, budget_mb: int
-    ) -> ImageCache:
-        """A cache for these images at this size that fits in ``budget_mb`` megabytes."""
-        size = resize.size
-        key = (digest, size)
-        if key in self._caches:
-            self._caches.move_to_end(key)
-            return self._caches[key]
-        budget = budget_mb * 2**20
-        capacity = budget // (size * size * 3 + 1)
-        cache = ImageCache(paths, resize, capacity)
-        while self._caches and sum(c.nbytes for c in self._caches.values()) + cache.nbytes > budget:
-            evicted, _ = self._caches.popitem(last=False)
-            log.debug("dropped image cache %s to fit the budget", evicted)
-        if 0 < cache.capacity < len(paths):
-            log.warning(
-                "image cache holds %d of %d images at %d px within data.cache_mb=%d; "
-                "raise it to cache all",
-                cache.capacity,
-                len(paths),
-                size,
-                budget_mb,
-            )
-        self._caches[key] = cache
-        return cache
-
-
-CACHES = CacheRegistry()
-
-
 def encode_png_base64(image: np.ndarray) -> str:
     """An RGB uint8 image as base64 PNG text (the serving input format)."""
     ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError("could not encode the image as PNG")
     return base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def __getattr__(name: str) -> Any:
+    # The cache moved to trainer.cache, which imports this module: loaded on first use.
+    if name in ("CACHES", "CacheRegistry", "ImageCache"):
+        from trainer import cache
+
+        return getattr(cache, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

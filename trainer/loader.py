@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from trainer.images import ImageCache
+from trainer.cache import ImageCache
 from trainer.runtime import available_cores
 from trainer.transforms import Pipeline
 
