@@ -303,3 +303,21 @@ def test_failure_while_finishing_leaves_no_run_running(
     parent, children = parent_and_children(store, config.experiment)
     assert parent.info.status == "FAILED"
     assert {c.info.status for c in children.values()} == {"FINISHED"}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_training_runs_carry_system_metrics(
+    store: MlflowClient, digits_dir: Path, tmp_path: Path, enabled: bool
+) -> None:
+    settings = {"system_metrics": enabled, "system_metrics_seconds": 0.1, "plots": False}
+    config = small_config(digits_dir, tmp_path / "out", train={"epochs": 3}, tracking=settings)
+    tracked_fit(config)
+    parent, children = parent_and_children(store, config.experiment)
+    for fold in children.values():
+        system = [k for k in fold.data.metrics if k.startswith("system/")]
+        if enabled:
+            assert "system/cpu_utilization_percentage" in system
+            assert "system/system_memory_usage_megabytes" in system
+        else:
+            assert system == []
+    assert not [k for k in parent.data.metrics if k.startswith("system/")]

@@ -12,10 +12,11 @@ depends on MLflow's thread-local "active run" (which does not cross processes).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from sklearn.metrics import confusion_matrix
 
 from trainer import plots, provenance
@@ -71,6 +73,7 @@ class MlflowTracker(Callback):
         self.reference_tags = reference_tags
         self.extra_tags = extra_tags or {}  # e.g. mlflow.parentRunId to nest the fit's run
         self.child_id: str | None = None
+        self.monitor: SystemMetricsMonitor | None = None
         self.history: plots.History = {}
         self.info: FitInfo | None = None
 
@@ -103,6 +106,7 @@ class MlflowTracker(Callback):
         run = self.client.create_run(self.experiment_id, run_name=fold.name, tags=tags)
         self.child_id = run.info.run_id
         self.history[fold.name] = []
+        self._start_system_metrics(self.child_id)
 
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
         self.history[fold.name].append(dict(metrics))
@@ -133,6 +137,7 @@ class MlflowTracker(Callback):
         if self.settings.plots:
             for path in self._confusion_plot(fold, Path(summary["predictions"])):
                 self.client.log_artifact(child, str(path), "plots")
+        self._stop_system_metrics()
         self.client.set_terminated(child, RunStatus.to_string(RunStatus.FINISHED))
         self.child_id = None
 
@@ -161,6 +166,7 @@ class MlflowTracker(Callback):
             self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def on_fit_error(self, error: BaseException) -> None:
+        self._stop_system_metrics()
         status = "KILLED" if isinstance(error, self.killed_on) else "FAILED"
         message = f"{type(error).__name__}: {error}"[:5000]
         runs = [self.child_id] if self.child_id else []
@@ -175,6 +181,25 @@ class MlflowTracker(Callback):
         self.child_id = None
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _start_system_metrics(self, run_id: str) -> None:
+        """CPU, memory, disk, network (and GPU with NVML) sampled into the training run."""
+        if not self.settings.system_metrics:
+            return
+        with _quiet("mlflow.system_metrics"):  # "GPU monitor unavailable" on every CPU fold
+            self.monitor = SystemMetricsMonitor(
+                run_id,
+                sampling_interval=self.settings.system_metrics_seconds,
+                tracking_uri=self.client.tracking_uri,
+            )
+            self.monitor.start()
+
+    def _stop_system_metrics(self) -> None:
+        """Stop the sampler thread and flush what it holds (before the run ends)."""
+        if self.monitor is not None:
+            with _quiet("mlflow.system_metrics"):
+                self.monitor.finish()
+            self.monitor = None
 
     @property
     def parent_id(self) -> str:
@@ -254,6 +279,18 @@ class MlflowTracker(Callback):
         )
         # MLflow 3 keeps logged models outside the run's artifacts: record where this one is.
         self.client.set_tag(self.parent_id, MODEL_URI_TAG, model_uri)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Only warnings and errors from ``logger_name`` meanwhile."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _metrics(values: dict[str, float], step: int) -> list[Metric]:
