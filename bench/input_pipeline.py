@@ -43,14 +43,16 @@ def jpeg_folder(count: int) -> Path:
 
 def trainer_loader(paths: Path, size: int, batch: int, mean: Any, std: Any, device: Any) -> Any:
     """The trainer's own pipeline over the folder: cache, seeded per-batch augmentation."""
+    from trainer.cache import CacheRegistry
     from trainer.config import AugmentConfig
     from trainer.dataset import find_samples
-    from trainer.images import CacheRegistry
     from trainer.loader import ImageSubset, loader_settings, make_loader
+    from trainer.scan import fingerprint
     from trainer.transforms import Pipeline, Resize
 
     samples = find_samples(paths)
-    cache = CacheRegistry().get("bench", samples.paths, Resize(size), 4096)
+    # Keyed by the files' digest: regenerated images never read a stale cache entry.
+    cache = CacheRegistry().get(fingerprint(samples), samples.paths, Resize(size), 4096)
     pipeline = Pipeline(size, AugmentConfig())
     subset = ImageSubset(cache, samples.labels, np.arange(len(samples)), pipeline)
     return make_loader(subset, batch, True, 0, loader_settings("auto", device))

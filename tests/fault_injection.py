@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 import studies.objective
 from studies.cli import main
-from trainer.images import ImageCache
+from trainer.cache import ImageCache
 
 counts = {"fits": 0, "steps": 0}
 

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from trainer.cache import ImageCache
 from trainer.dataset import find_samples
 from trainer.errors import UserError
-from trainer.images import ImageCache, read_rgb
+from trainer.images import read_rgb
 from trainer.splits import TEST_CODE, load_or_create_splits
 from trainer.transforms import Resize
 

@@ -20,8 +20,9 @@ import torch
 from PIL import Image
 from timm.models import ResNet
 
+from trainer.cache import ImageCache
 from trainer.cli import main
-from trainer.images import ImageCache, read_rgb
+from trainer.images import read_rgb
 from trainer.loader import ImageSubset
 from trainer.transforms import Pipeline, Resize
 

@@ -18,13 +18,13 @@ import numpy as np
 import timm
 import torch
 
+from trainer.cache import CACHES
 from trainer.callbacks import Callback, CallbackList, FitInfo
 from trainer.config import Config, save_config
 from trainer.dataset import Samples, find_samples
 from trainer.engine import Normalize
 from trainer.errors import DeviceOutOfMemoryError, one_line
 from trainer.folds import FoldRunner, refit_epochs
-from trainer.images import CACHES
 from trainer.loader import loader_settings
 from trainer.model import check_backbone, check_input_size, data_spec
 from trainer.runtime import resolve_execution, seed_everything, select_device

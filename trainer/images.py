@@ -1,7 +1,6 @@
 """Decode images with OpenCV as 8-bit RGB: the one decoder of the project.
 
-The decoded, resized copies are kept by ``trainer.cache`` (``ImageCache``, ``CACHES``), which
-this module still exports for older imports.
+The decoded, resized copies are kept by ``trainer.cache`` (``ImageCache``, ``CACHES``).
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import base64
 import logging
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -132,12 +130,3 @@ def encode_png_base64(image: np.ndarray) -> str:
     if not ok:
         raise ValueError("could not encode the image as PNG")
     return base64.b64encode(data.tobytes()).decode("ascii")
-
-
-def __getattr__(name: str) -> Any:
-    # The cache moved to trainer.cache, which imports this module: loaded on first use.
-    if name in ("CACHES", "CacheRegistry", "ImageCache"):
-        from trainer import cache
-
-        return getattr(cache, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
