@@ -58,6 +58,7 @@ bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.m
 	$(BIN)/python -m bench.pruning_economy
 	$(BIN)/python -m bench.time_to_best
 	$(BIN)/python -m bench.decode_cost
+	$(BIN)/python -m bench.gpu_pipeline  # skipped without CUDA
 	$(BIN)/python -m bench.docs
 
 lock: $(STAMP) ## rewrite requirements.lock from the current .venv

@@ -173,7 +173,37 @@ def decode_cost(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def gpu_pipeline(result: dict[str, Any]) -> list[str]:
+    first, busy = result["first_epoch"], result["study_busy"]
+    lines = [
+        f"## GPU feeding ({result['gpu']})",
+        "",
+        "Training images/s through the trainer's data path (500x375 JPEGs, disk cache, uint8 "
+        "batches normalised on the device) ÷ the same model on normalised tensors already on the "
+        "GPU (targets: >= 0.90 at batch 128, >= 0.95 at batch 32).",
+        "",
+        "| backbone | batch | px | execution | trainer img/s | model-only img/s | ratio |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for c in result["cases"]:
+        lines.append(
+            f"| {c['backbone']} | {c['batch']} | {c['image_size']} | {c['execution']} | "
+            f"{c['trainer_images_per_second']:.0f} | {c['model_only_images_per_second']:.0f} | "
+            f"{c['ratio']:.2f} |"
+        )
+    share = busy["busy_fraction"]
+    return [
+        *lines,
+        "",
+        f"- First epoch ÷ a later one, {first['backbone']} at {first['image_size']} px: "
+        f"{first['first_over_later']:.2f} (target <= 2).",
+        f"- GPU busy during a study ({busy['study']}): "
+        + ("not measured (no nvidia-smi)" if share is None else f"{share:.0%} (target >= 70%)"),
+    ]
+
+
 SECTIONS = {
+    "gpu_pipeline": gpu_pipeline,
     "decode_cost": decode_cost,
     "pruning_economy": pruning_economy,
     "input_pipeline": input_pipeline,

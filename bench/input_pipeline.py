@@ -41,7 +41,7 @@ def jpeg_folder(count: int) -> Path:
     return WORK
 
 
-def trainer_loader(paths: Path, size: int, batch: int, mean: Any, std: Any, device: Any) -> Any:
+def trainer_loader(paths: Path, size: int, batch: int, device: Any) -> Any:
     """The trainer's own pipeline over the folder: cache, seeded per-batch augmentation."""
     from trainer.cache import CacheRegistry
     from trainer.config import AugmentConfig
@@ -84,7 +84,7 @@ def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
         )
         return float(stats["images_per_second"])
 
-    loader = trainer_loader(folder, size, batch, spec.mean, spec.std, device)
+    loader = trainer_loader(folder, size, batch, device)
     trainer_rates = [epoch_rate(loader, epoch) for epoch in range(3)][1:]  # 1st fills the cache
     tensors = [
         (torch.randn(batch, 3, size, size), torch.randint(0, 2, (batch,)))
