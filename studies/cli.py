@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("study", type=Path, help="study YAML file")
     run.add_argument("--n-trials", type=int, help="total trials wanted (tops up; default: file)")
     run.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
-    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    run.add_argument(
+        "--workers",
+        default="1",
+        help="worker processes on this machine: a number, or auto (one per GPU, each on its own)",
+    )
     run.add_argument("--storage", help="Optuna storage: journal file path or database URL")
     run.add_argument("--name", help="study name (default: the file's name:)")
     run.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
@@ -85,8 +89,8 @@ def _settings(args: argparse.Namespace) -> RunSettings:
     study, base = load_study_config(args.study, check_models=not args.as_worker)
     updates = {k: v for k, v in (("name", args.name), ("storage", args.storage)) if v}
     study = study.model_copy(update=updates)
-    if args.workers < 1 or (args.n_trials is not None and args.n_trials < 1):
-        raise UserError("--workers and --n-trials must be at least 1")
+    if args.n_trials is not None and args.n_trials < 1:
+        raise UserError("--n-trials must be at least 1")
     return RunSettings(
         study=study,
         base=base,
@@ -96,10 +100,12 @@ def _settings(args: argparse.Namespace) -> RunSettings:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from studies.placement import worker_count
     from studies.runner import open_study, prepare_resume, run_worker, tidy
 
     _interrupt_once()
     settings = _settings(args)
+    workers = 1 if args.as_worker else worker_count(str(args.workers))
     if args.as_worker:
         try:
             run_worker(settings)
@@ -112,16 +118,16 @@ def _run(args: argparse.Namespace) -> int:
     tracker.mark_study("RUNNING")
     status = "FAILED"
     try:
-        if args.workers == 1:
+        if workers == 1:
             run_worker(settings)
         else:
-            _run_workers(args, settings.study.storage or handle.url, settings.study.name)
+            _run_workers(args, workers, settings.study.storage or handle.url, settings.study.name)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        if args.workers > 1:
+        if workers > 1:
             tidy(study, handle, tracker)  # trials and runs of workers that had to be killed
         tracker.update_best()
         tracker.mark_study(status)
@@ -182,8 +188,8 @@ def _doctor(args: argparse.Namespace) -> int:
     return examine(study, handle, client, args.fix)
 
 
-def _run_workers(args: argparse.Namespace, storage: str, name: str) -> None:
-    from studies.runner import cpu_threads_per_worker
+def _run_workers(args: argparse.Namespace, count: int, storage: str, name: str) -> None:
+    from studies.placement import worker_environments
 
     base = [
         sys.executable,
@@ -199,8 +205,8 @@ def _run_workers(args: argparse.Namespace, storage: str, name: str) -> None:
     ]
     base += ["--n-trials", str(args.n_trials)] if args.n_trials else []
     base += ["--timeout", str(args.timeout)] if args.timeout else []
-    env = {**os.environ, "OMP_NUM_THREADS": str(cpu_threads_per_worker(args.workers))}
-    workers = [subprocess.Popen(base, env=env) for _ in range(args.workers)]
+    environments = worker_environments(count, dict(os.environ))
+    workers = [subprocess.Popen(base, env=env) for env in environments]
     try:
         codes = [worker.wait() for worker in workers]
     except KeyboardInterrupt as interrupt:

@@ -27,7 +27,6 @@ from studies.storage import StorageHandle, load_or_create_study, open_storage
 from studies.tracking import StudyTracker
 from studies.workers import fail_stale_trials, failure_reason
 from trainer.config import Config
-from trainer.runtime import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +119,3 @@ def _log_trial(study: optuna.Study, trial: FrozenTrial) -> None:
 
 def _short(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def cpu_threads_per_worker(workers: int) -> int:
-    """Torch threads per worker process so that workers do not oversubscribe the cores."""
-    return max(1, available_cores() // max(workers, 1))
