@@ -93,7 +93,8 @@ def decoder_settings() -> dict[str, object]:
 
 def entry_key(digest: str, paths: tuple[Path, ...], resize: Resize) -> dict[str, object]:
     """The identity of a cache entry (JSON-safe: compared after a round trip through a file)."""
-    listing = hashlib.sha256("\n".join(str(path) for path in paths).encode()).hexdigest()
+    names = "\n".join(str(path) for path in paths)
+    listing = hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()  # any name
     return {
         "format": FORMAT_VERSION,
         "digest": digest,
