@@ -26,7 +26,7 @@ from trainer.images import read_rgb, to_rgb8
 from trainer.sample_data import write_digits
 from trainer.transforms import Resize
 
-ROUNDS = 5
+ROUNDS = 9
 
 
 def read_without_orientation(path: Path, at_least: int | None) -> np.ndarray:
