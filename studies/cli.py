@@ -36,19 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studies", description="Optuna studies of trainer fits")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run (or resume) a study")
-    run.add_argument("study", type=Path, help="study YAML file")
-    run.add_argument("--n-trials", type=int, help="total trials wanted (tops up; default: file)")
-    run.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
-    run.add_argument(
-        "--workers",
-        default="1",
-        help="worker processes on this machine: a number, or auto (one per GPU, each on its own)",
-    )
-    run.add_argument("--storage", help="Optuna storage: journal file path or database URL")
-    run.add_argument("--name", help="study name (default: the file's name:)")
-    run.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
-    run.set_defaults(handler=_run)
+    _add_run(commands)
 
     report = commands.add_parser("report", help="HTML comparison report from the MLflow store")
     report.add_argument("names", nargs="+", help="study names (MLflow experiments)")
@@ -72,6 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--fix", action="store_true", help="repair what can be repaired")
     doctor.set_defaults(handler=_doctor)
     return parser
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="run (or resume) a study")
+    run.add_argument("study", type=Path, help="study YAML file")
+    run.add_argument("--n-trials", type=int, help="total trials wanted (tops up; default: file)")
+    run.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    run.add_argument(
+        "--workers",
+        default="1",
+        help="worker processes on this machine: a number, or auto (one per GPU, each on its own)",
+    )
+    run.add_argument("--storage", help="Optuna storage: journal file path or database URL")
+    run.add_argument("--name", help="study name (default: the file's name:)")
+    run.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
+    run.set_defaults(handler=_run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

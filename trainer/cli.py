@@ -52,6 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.set_defaults(handler=_fit)
 
+    _add_predict(commands)
+
+    sample = commands.add_parser("sample-data", help="write scikit-learn's digits as PNG folders")
+    sample.add_argument("out_dir", type=Path, help="folder to write class subfolders into")
+    sample.add_argument("--classes", type=int, default=10, help="digits 0..N-1 (2-10)")
+    sample.add_argument("--per-class", type=int, default=None, help="images per class (all)")
+    sample.add_argument("--size", type=_positive, default=32, help="image side in pixels")
+    sample.set_defaults(handler=_sample_data)
+
+    cache = commands.add_parser("cache", help="list or clear the decoded-image cache")
+    cache.add_argument("action", choices=("list", "clear"))
+    cache.add_argument(
+        "entries", nargs="*", metavar="PREFIX", help="clear only files or data digests so named"
+    )
+    cache.set_defaults(handler=_cache)
+    return parser
+
+
+def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     predict = commands.add_parser("predict", help="classify images with a checkpoint")
     predict.add_argument(
         "--model",
@@ -68,21 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="unreadable images: skip and list them in OUT.skipped.csv, or stop",
     )
     predict.set_defaults(handler=_predict)
-
-    sample = commands.add_parser("sample-data", help="write scikit-learn's digits as PNG folders")
-    sample.add_argument("out_dir", type=Path, help="folder to write class subfolders into")
-    sample.add_argument("--classes", type=int, default=10, help="digits 0..N-1 (2-10)")
-    sample.add_argument("--per-class", type=int, default=None, help="images per class (all)")
-    sample.add_argument("--size", type=_positive, default=32, help="image side in pixels")
-    sample.set_defaults(handler=_sample_data)
-
-    cache = commands.add_parser("cache", help="list or clear the decoded-image cache")
-    cache.add_argument("action", choices=("list", "clear"))
-    cache.add_argument(
-        "entries", nargs="*", metavar="PREFIX", help="clear only files or data digests so named"
-    )
-    cache.set_defaults(handler=_cache)
-    return parser
 
 
 def _positive(text: str) -> int:

@@ -87,13 +87,7 @@ def train_one_epoch(
     for images, labels in batches:
         images, labels = _to_device(images, labels, execution, normalize)
         lr = float(optimizer.param_groups[0]["lr"])
-        with execution.autocast():
-            logits = model(images)
-        loss = loss_fn(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        logits, loss = _train_step(model, images, labels, loss_fn, optimizer, scaler, execution)
         scheduler.step()
         loss_sum += loss.detach() * len(labels)
         correct += (logits.detach().argmax(dim=1) == labels).sum()
@@ -111,6 +105,26 @@ def train_one_epoch(
         "seconds": seconds,
         "images_per_second": seen / seconds if seconds > 0 else 0.0,
     }
+
+
+def _train_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    execution: Execution,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, backward and one optimizer step; returns the logits and the loss."""
+    with execution.autocast():
+        logits = model(images)
+    loss = loss_fn(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return logits, loss
 
 
 @torch.no_grad()
