@@ -36,6 +36,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from trainer import provenance
 from trainer.checkpoint import find_checkpoint
 from trainer.images import ImageReadError, encode_png_base64
+from trainer.tracking.store import quiet
 
 # The model config key, named like the trainer config key: MLflow also logs it as a run param.
 SERVE_PATHS = "tracking.serve_paths"
@@ -172,12 +173,6 @@ def log_classifier(
 def _quiet_pyfunc_notices() -> Iterator[None]:
     """Hide MLflow's notices about two deliberate choices: the signature is given explicitly
     (not from type hints), and the model class is pickled by reference to this module."""
-    logger = logging.getLogger("mlflow.pyfunc")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            yield
-    finally:
-        logger.setLevel(level)
+    with quiet("mlflow.pyfunc", logging.ERROR), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -15,6 +18,18 @@ EMBEDDED_STORE = Path("mlruns")  # relative to the working directory
 PARENT_RUN_TAG = "mlflow.parentRunId"
 MODEL_URI_TAG = "model_uri"  # the fit's logged model (models:/m-...)
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+@contextlib.contextmanager
+def quiet(logger_name: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Only messages of ``level`` and above from ``logger_name`` meanwhile."""
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def quiet_transfers() -> None:

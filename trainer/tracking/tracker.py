@@ -12,11 +12,10 @@ depends on MLflow's thread-local "active run" (which does not cross processes).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from trainer.tracking.store import (
     PARENT_RUN_TAG,
     ensure_experiment,
     metric_key,
+    quiet,
     quiet_transfers,
     tracking_uri,
 )
@@ -186,7 +186,7 @@ class MlflowTracker(Callback):
         """CPU, memory, disk, network (and GPU with NVML) sampled into the training run."""
         if not self.settings.system_metrics:
             return
-        with _quiet("mlflow.system_metrics"):  # "GPU monitor unavailable" on every CPU fold
+        with quiet("mlflow.system_metrics"):  # "GPU monitor unavailable" on every CPU fold
             self.monitor = SystemMetricsMonitor(
                 run_id,
                 sampling_interval=self.settings.system_metrics_seconds,
@@ -197,7 +197,7 @@ class MlflowTracker(Callback):
     def _stop_system_metrics(self) -> None:
         """Stop the sampler thread and flush what it holds (before the run ends)."""
         if self.monitor is not None:
-            with _quiet("mlflow.system_metrics"):
+            with quiet("mlflow.system_metrics"):
                 self.monitor.finish()
             self.monitor = None
 
@@ -279,18 +279,6 @@ class MlflowTracker(Callback):
         )
         # MLflow 3 keeps logged models outside the run's artifacts: record where this one is.
         self.client.set_tag(self.parent_id, MODEL_URI_TAG, model_uri)
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Only warnings and errors from ``logger_name`` meanwhile."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _metrics(values: dict[str, float], step: int) -> list[Metric]:
