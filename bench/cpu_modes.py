@@ -38,7 +38,7 @@ def measure_case(
 
     model = timm.create_model(backbone, pretrained=False, num_classes=10)
     rounds = [
-        {m.describe(): time_training_step(model, m, size, batch, steps=4) for m in modes}
+        {m.describe(): time_training_step(model, m, size, batch, steps=4).steady for m in modes}
         for _ in range(repeats + 1)
     ][1:]  # the first round warms up every mode
     per_mode = {}

@@ -11,7 +11,7 @@ import torch
 from trainer import runtime
 from trainer.config import RuntimeConfig
 from trainer.errors import UserError
-from trainer.runtime import Execution, resolve_execution, select_device
+from trainer.runtime import Execution, StepTimes, resolve_execution, select_device
 
 
 @pytest.fixture
@@ -36,9 +36,10 @@ def test_auto_times_candidates_once_then_reads_cache(
 ) -> None:
     timed: list[str] = []
 
-    def fake_timing(_m: object, execution: Execution, *_: object) -> float:
+    def fake_timing(_m: object, execution: Execution, *_: object) -> StepTimes:
         timed.append(execution.describe())
-        return 1.0 if execution.precision == "bf16" and execution.channels_last else 2.0
+        fast = execution.precision == "bf16" and execution.channels_last
+        return StepTimes(1.0, 1.0) if fast else StepTimes(2.0, 2.0)
 
     monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: True)
     monkeypatch.setattr(runtime, "time_training_step", fake_timing)
@@ -57,11 +58,12 @@ def test_a_load_spike_during_one_measurement_does_not_decide(
 ) -> None:
     seen: list[str] = []
 
-    def spiky_timing(_m: object, execution: Execution, *_: object) -> float:
+    def spiky_timing(_m: object, execution: Execution, *_: object) -> StepTimes:
         seen.append(execution.describe())
         if execution.describe() == "cpu fp32 channels_last":  # truly fastest...
-            return 9.0 if seen.count("cpu fp32 channels_last") == 1 else 1.0  # ...but hit once
-        return 2.0
+            hit = seen.count("cpu fp32 channels_last") == 1  # ...but hit once
+            return StepTimes(1.0, 9.0 if hit else 1.0)
+        return StepTimes(2.0, 2.0)
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: False)
@@ -84,8 +86,8 @@ def test_non_finite_mode_is_never_chosen(model: torch.nn.Module) -> None:
     with torch.no_grad():
         broken.get_classifier().bias.fill_(float("nan"))
     cpu = Execution(torch.device("cpu"), "fp32", False)
-    assert runtime.time_training_step(broken, cpu, 16, 2) == float("inf")
-    assert runtime.time_training_step(model, cpu, 16, 2) < float("inf")
+    assert runtime.time_training_step(broken, cpu, 16, 2).steady == float("inf")
+    assert runtime.time_training_step(model, cpu, 16, 2).steady < float("inf")
 
 
 def test_real_measurement_picks_a_working_mode(model: torch.nn.Module) -> None:
@@ -120,3 +122,51 @@ def test_cudnn_autotuning_is_on_only_without_determinism() -> None:
         seed_everything(0, deterministic=True)
     assert torch.backends.cudnn.benchmark is False
     assert torch.are_deterministic_algorithms_enabled()
+
+
+def _fake_cuda(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, timed: list[str]) -> None:
+    """A CUDA device whose channels-last first step costs 15 s and saves 10 ms a step after
+    (the depthwise-convolution penalty measured on an H100)."""
+
+    def depthwise_timing(_m: object, execution: Execution, *_: object) -> StepTimes:
+        timed.append(execution.describe())
+        return StepTimes(15.0, 0.02) if execution.channels_last else StepTimes(0.5, 0.03)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(runtime, "select_device", lambda _r: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda _d=None: "Fake GPU")
+    monkeypatch.setattr(runtime, "time_training_step", depthwise_timing)
+
+
+def test_cuda_channels_last_is_decided_by_the_fit_length(
+    model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    timed: list[str] = []
+    _fake_cuda(monkeypatch, tmp_path, timed)
+    config = RuntimeConfig(device="auto", precision="auto", channels_last="auto")
+    short = resolve_execution(config, model, 224, 128, key="efficientnet_b0", planned_steps=200)
+    assert short.describe() == "cuda bf16"  # 15 s up front is not won back in 200 steps
+    rounds = ["cuda bf16", "cuda bf16 channels_last"] * 2
+    assert timed == ["cuda bf16", *rounds]  # a warm-up step, then two interleaved rounds
+    timed.clear()
+    long = resolve_execution(config, model, 224, 128, key="efficientnet_b0", planned_steps=5000)
+    assert long.describe() == "cuda bf16 channels_last" and timed == []  # timings cached
+
+
+def test_cuda_honours_an_explicit_memory_format(
+    model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    timed: list[str] = []
+    _fake_cuda(monkeypatch, tmp_path, timed)
+    config = RuntimeConfig(device="auto", precision="auto", channels_last=True)
+    assert resolve_execution(config, model, 224, 128, key="k").describe() == (
+        "cuda bf16 channels_last"
+    )
+    assert timed == []  # nothing to decide, nothing timed
+
+
+def test_the_first_step_is_weighed_against_the_steps_it_saves() -> None:
+    times = StepTimes(first=10.0, steady=0.5)
+    assert times.cost(1) == 10.0
+    assert times.cost(3) == 11.0

@@ -104,6 +104,12 @@ def _out_of_memory(info: FitInfo, error: torch.OutOfMemoryError) -> DeviceOutOfM
     )
 
 
+def planned_steps(config: Config, splits: Splits) -> int:
+    """Training steps of the cross-validation (what a mode's first-step cost is weighed by)."""
+    per_epoch = -(-len(splits.fold(0)[0]) // config.train.batch_size)
+    return per_epoch * config.train.epochs * splits.n_folds
+
+
 def prepare(config: Config) -> Prepared:
     """Find the images, fix the splits, pick the execution mode and make the run folder."""
     check_backbone(config.model.backbone)
@@ -118,6 +124,7 @@ def prepare(config: Config) -> Prepared:
         config.train.image_size,
         config.train.batch_size,
         key=f"{config.model.backbone}{'-frozen' if config.model.freeze_backbone else ''}",
+        planned_steps=planned_steps(config, splits),
     )
     run_dir = _new_run_dir(config)
     save_config(config, run_dir / "config.yaml")

@@ -1,11 +1,13 @@
 """Device, numeric precision and memory format, and seeding.
 
 On CUDA, ``precision: auto`` is mixed precision (bf16 where supported, else fp16 with a
-gradient scaler) with channels-last. On CPU it depends on the model: bf16 autocast roughly
-doubles resnet18 on CPUs with avx512_bf16/AMX but slows mobilenetv3, and channels-last helps
-some models only. So ``auto`` times a few training steps of each candidate mode on random
-input, keeps the fastest one whose loss stays finite, and caches the choice per machine,
-torch version, backbone, image size and batch size.
+gradient scaler). On CPU it depends on the model: bf16 autocast roughly doubles resnet18 on
+CPUs with avx512_bf16/AMX but slows mobilenetv3, and channels-last helps some models only.
+On CUDA channels-last speeds up most steps but costs backbones with depthwise convolutions
+12-17 s on the first step of every new input shape in every process. So ``auto`` times a few
+training steps of each candidate mode on random input (the first step apart from the steady
+ones), caches the timings per machine, torch version, backbone, image size and batch size, and
+keeps the mode whose first step plus the fit's planned steps cost least with a finite loss.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -106,33 +109,59 @@ def select_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+class StepTimes(NamedTuple):
+    """Seconds of the first training step of a mode in a process and of a later one."""
+
+    first: float
+    steady: float
+
+    def cost(self, steps: int) -> float:
+        """Seconds for ``steps`` training steps in a fresh process."""
+        return self.first + self.steady * max(steps - 1, 0)
+
+
 def resolve_execution(
-    config: RuntimeConfig, model: nn.Module, image_size: int, batch_size: int, key: str
+    config: RuntimeConfig,
+    model: nn.Module,
+    image_size: int,
+    batch_size: int,
+    key: str,
+    planned_steps: int = 1000,
 ) -> Execution:
-    """Settle ``precision`` and ``channels_last`` for this model on this device."""
+    """Settle ``precision`` and ``channels_last`` for this model on this device.
+
+    ``planned_steps`` (training steps of the fit) weighs a mode's one-off first-step cost
+    against its per-step gain.
+    """
     device = select_device(config.device)
-    if device.type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
-        precision = ("bf16" if bf16 else "fp16") if config.precision == "auto" else config.precision
-        channels_last = True if config.channels_last == "auto" else bool(config.channels_last)
-        return Execution(device, precision, channels_last)
     if device.type == "mps":
         precision = "fp32" if config.precision == "auto" else config.precision
         return Execution(device, precision, config.channels_last is True)
-    candidates = _cpu_candidates(config)
+    candidates = _candidates(config, device)
     if len(candidates) == 1:
         return candidates[0]
-    return _fastest_cached(candidates, model, image_size, batch_size, key)
+    probe_batch = batch_size if device.type == "cuda" else min(batch_size, 32)
+    timings = _timings_cached(candidates, model, image_size, probe_batch, key)
+    costs = {name: times.cost(planned_steps) for name, times in timings.items()}
+    best = min(costs, key=lambda name: costs[name])
+    log.info(
+        "execution auto: %s for %d steps (seconds first/later step: %s)",
+        best,
+        planned_steps,
+        _fmt(timings),
+    )
+    return {c.describe(): c for c in candidates}[best]
 
 
-def _cpu_candidates(config: RuntimeConfig) -> list[Execution]:
-    cpu = torch.device("cpu")
-    if config.precision == "auto":
-        precisions = ["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"]
-    else:
+def _candidates(config: RuntimeConfig, device: torch.device) -> list[Execution]:
+    if config.precision != "auto":
         precisions = [config.precision]
+    elif device.type == "cuda":
+        precisions = ["bf16" if torch.cuda.is_bf16_supported() else "fp16"]
+    else:
+        precisions = ["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"]
     layouts = [False, True] if config.channels_last == "auto" else [bool(config.channels_last)]
-    return [Execution(cpu, p, cl) for p in precisions for cl in layouts]
+    return [Execution(device, p, cl) for p in precisions for cl in layouts]
 
 
 def cpu_supports_bf16() -> bool:
@@ -141,38 +170,46 @@ def cpu_supports_bf16() -> bool:
     return bool(check and check())
 
 
-def _fastest_cached(
+def _timings_cached(
     candidates: list[Execution], model: nn.Module, size: int, batch: int, key: str
-) -> Execution:
+) -> dict[str, StepTimes]:
     cache_file = _cache_dir() / "execution.json"
-    full_key = f"{platform.processor() or platform.machine()}|{torch.__version__}|"
-    full_key += f"{torch.get_num_threads()}t|{key}|{size}px|b{batch}"
+    device = candidates[0].device
+    machine = platform.processor() or platform.machine()
+    if device.type == "cuda":
+        machine = torch.cuda.get_device_name(device)
+    full_key = f"{machine}|{torch.__version__}|{torch.get_num_threads()}t|{key}|{size}px|b{batch}"
     known = _read_json(cache_file)
     names = {c.describe(): c for c in candidates}
-    if known.get(full_key) in names:
-        return names[known[full_key]]
+    cached = known.get(full_key)
+    if isinstance(cached, dict) and set(cached) == set(names):
+        return {name: StepTimes(*cached[name]) for name in names}
+    if device.type == "cuda":  # CUDA, cuBLAS and cuDNN start-up is no mode's first-step cost
+        time_training_step(model, Execution(device, candidates[0].precision, False), size, 2, 1)
     # Two interleaved rounds, best of each: a burst of other load during one measurement
-    # cannot make a fast mode look slow.
+    # cannot make a fast mode look slow. The first step is the first round's, which ran cold.
     rounds = [
         {n: time_training_step(model, c, size, batch) for n, c in names.items()} for _ in "ab"
     ]
-    timings = {name: min(r[name] for r in rounds) for name in names}
-    best = min(timings, key=lambda name: timings[name])
-    log.info("precision auto: %s (seconds per step: %s)", best, _fmt(timings))
-    known[full_key] = best
+    timings = {
+        name: StepTimes(rounds[0][name].first, min(r[name].steady for r in rounds))
+        for name in names
+    }
+    known[full_key] = {name: list(times) for name, times in timings.items()}
     _write_json(cache_file, known)
-    return names[best]
+    return timings
 
 
 def time_training_step(
     model: nn.Module, execution: Execution, size: int, batch: int, steps: int = 3
-) -> float:
-    """Median seconds of a training step on random input; inf if the loss is not finite."""
+) -> StepTimes:
+    """Seconds of the first and the median later training step on random input (inf if the
+    loss is not finite)."""
     probe = copy.deepcopy(model).to(execution.device).train()
     if execution.channels_last:
         probe = probe.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=1e-4)
-    inputs = torch.randn(min(batch, 32), 3, size, size, device=execution.device)
+    inputs = torch.randn(batch, 3, size, size, device=execution.device)
     if execution.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     times = []
@@ -181,12 +218,14 @@ def time_training_step(
         with execution.autocast():
             loss = probe(inputs).float().logsumexp(dim=1).mean()
         if not torch.isfinite(loss):
-            return float("inf")
+            return StepTimes(float("inf"), float("inf"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if execution.device.type == "cuda":
+            torch.cuda.synchronize(execution.device)
         times.append(time.perf_counter() - start)
-    return float(np.median(times[1:]))  # the first step pays one-off allocation
+    return StepTimes(times[0], float(np.median(times[1:])))
 
 
 def _cache_dir() -> Path:
@@ -194,7 +233,7 @@ def _cache_dir() -> Path:
     return Path(base) / "timm-studies"
 
 
-def _read_json(path: Path) -> dict[str, str]:
+def _read_json(path: Path) -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
         data = json.loads(path.read_text())
         if isinstance(data, dict):
@@ -202,11 +241,11 @@ def _read_json(path: Path) -> dict[str, str]:
     return {}
 
 
-def _write_json(path: Path, data: dict[str, str]) -> None:
+def _write_json(path: Path, data: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
-def _fmt(timings: dict[str, float]) -> str:
-    return ", ".join(f"{name} {seconds:.3f}" for name, seconds in timings.items())
+def _fmt(timings: dict[str, StepTimes]) -> str:
+    return ", ".join(f"{name} {t.first:.3f}/{t.steady:.3f}" for name, t in timings.items())
