@@ -53,6 +53,7 @@ ui: $(STAMP) ## MLflow UI on 127.0.0.1 over the embedded store
 bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench.report_scaling --full
 	$(BIN)/python -m bench.tracking_overhead
+	$(BIN)/python -m bench.system_metrics
 	$(BIN)/python -m bench.cpu_modes --full
 	$(BIN)/python -m bench.input_pipeline
 	$(BIN)/python -m bench.pruning_economy

@@ -130,6 +130,40 @@ def resident_batches(
     ]
 
 
+def autotune_cost(backbone: str, batch: int, size: int) -> dict[str, Any]:
+    """Model-only images/s with deterministic kernels (the default) and with cuDNN autotuning
+    (``runtime.deterministic: false``), alternating three times after a warm-up epoch each."""
+    from trainer.config import ModelConfig
+    from trainer.engine import Normalize, train_one_epoch
+    from trainer.model import create_model, data_spec, to_device
+    from trainer.runtime import seed_everything, select_device
+
+    device = select_device("auto")
+    execution = execution_for(device, backbone, size, batch)
+    model = create_model(ModelConfig(backbone=backbone, pretrained=False), 2)
+    model = to_device(model, device, execution.channels_last)
+    spec = data_spec(model)
+    batches = resident_batches(Normalize(spec.mean, spec.std), execution, batch, size, 1024)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    loss = torch.nn.CrossEntropyLoss()
+    rates: dict[str, list[float]] = {"deterministic": [], "autotuned": []}
+    try:
+        for _, mode in [(r, m) for r in range(4) for m in rates]:
+            seed_everything(0, deterministic=mode == "deterministic")
+            stats = train_one_epoch(model, batches, optimizer, scheduler, loss, execution)
+            rates[mode].append(float(stats["images_per_second"]))
+    finally:
+        seed_everything(0, deterministic=True)
+    medians = {mode: statistics.median(values[1:]) for mode, values in rates.items()}
+    return {
+        "backbone": backbone,
+        "batch": batch,
+        "images_per_second": medians,
+        "deterministic_over_autotuned": medians["deterministic"] / medians["autotuned"],
+    }
+
+
 class EpochSeconds(Callback):
     """Collects each epoch's training seconds."""
 
@@ -235,11 +269,14 @@ def main() -> None:
         ]
         for case in cases:
             print(f"{case['backbone']} batch {case['batch']}: ratio {case['ratio']:.2f}")
+        backbone, batch = settings.cases[1]
+        autotune = autotune_cost(backbone, batch, settings.size)
+        print(f"deterministic ÷ autotuned: {autotune['deterministic_over_autotuned']:.2f}")
         penalty = first_epoch_penalty(settings, Path(scratch))
         print(f"first epoch ÷ later: {penalty['first_over_later']:.2f}")
         busy = busy_during_study(settings, Path(scratch))
         print(f"GPU busy during the study: {busy['busy_fraction']}")
-    result = {"cases": cases, "first_epoch": penalty, "study_busy": busy}
+    result = {"cases": cases, "autotune": autotune, "first_epoch": penalty, "study_busy": busy}
     if args.smoke:
         print("smoke run: not saved")
         return
