@@ -91,7 +91,7 @@ class RuntimeConfig(_Section):
 
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: CUDA, then MPS, then CPU
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto measures on CPU, AMP on GPU
-    channels_last: bool | Literal["auto"] = "auto"  # memory format; auto decides with precision
+    channels_last: bool | Literal["auto"] = "auto"  # memory format; auto times both, any device
     deterministic: bool = True  # deterministic kernels where torch has them
     cudnn_benchmark: bool | Literal["auto"] = "auto"  # cuDNN autotune; auto: if not deterministic
     progress: bool = True  # progress bar on a terminal (plain lines otherwise)
