@@ -61,7 +61,7 @@ def timed(action: Callable[[], Any], repeats: int) -> dict[str, float]:
 def digits_store() -> Iterator[Path]:
     """A scratch folder holding the digits in ``digits/``, with ``MLFLOW_TRACKING_URI`` set to
     a SQLite store inside it."""
-    from trainer.sample_data import write_digits
+    from trainer.data.sample_data import write_digits
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)

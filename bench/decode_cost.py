@@ -1,7 +1,7 @@
 """Cost of the EXIF-aware decode: images/s of decode + resize, before and after.
 
 Before: ``cv2.imdecode(IMREAD_UNCHANGED)`` for a full decode, which ignores the EXIF
-orientation. After: ``trainer.images.read_rgb``, whose full decode applies it (reduced-scale
+orientation. After: ``trainer.data.images.read_rgb``, whose full decode applies it (reduced-scale
 JPEG decoding applied it already and is unchanged). Both take turns over the same files, in
 one process: the demo's digits (32 px PNGs at 32 px) and 500x375 JPEGs at 224 px (full
 decode) and at 64 px (reduced decode).
@@ -21,10 +21,10 @@ import numpy as np
 
 from bench.common import save
 from bench.time_to_best import write_photos
-from trainer import images
-from trainer.images import read_rgb, to_rgb8
-from trainer.sample_data import write_digits
-from trainer.transforms import Resize
+from trainer.data import images
+from trainer.data.images import read_rgb, to_rgb8
+from trainer.data.sample_data import write_digits
+from trainer.data.transforms import Resize
 
 ROUNDS = 9
 

@@ -77,9 +77,9 @@ def feeding_case(backbone: str, batch: int, size: int, images: int) -> dict[str,
     """Trainer ÷ model-only images/s for one backbone and batch size."""
     from bench.input_pipeline import trainer_loader
     from trainer.config import ModelConfig
+    from trainer.data.loader import set_epoch
     from trainer.engine import Normalize, train_one_epoch
-    from trainer.loader import set_epoch
-    from trainer.model import create_model, data_spec, to_device
+    from trainer.model.backbone import create_model, data_spec, to_device
     from trainer.runtime import select_device
 
     device = select_device("auto")
@@ -135,7 +135,7 @@ def autotune_cost(backbone: str, batch: int, size: int) -> dict[str, Any]:
     (``runtime.deterministic: false``), alternating three times after a warm-up epoch each."""
     from trainer.config import ModelConfig
     from trainer.engine import Normalize, train_one_epoch
-    from trainer.model import create_model, data_spec, to_device
+    from trainer.model.backbone import create_model, data_spec, to_device
     from trainer.runtime import seed_everything, select_device
 
     device = select_device("auto")
@@ -204,7 +204,7 @@ def busy_during_study(settings: Settings, root: Path) -> dict[str, Any]:
     """Mean GPU utilisation (nvidia-smi, every 200 ms) during a short study of small images."""
     import yaml
 
-    from trainer.sample_data import write_digits
+    from trainer.data.sample_data import write_digits
 
     write_digits(root / "digits")
     study = {

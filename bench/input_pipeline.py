@@ -43,12 +43,12 @@ def jpeg_folder(count: int) -> Path:
 
 def trainer_loader(paths: Path, size: int, batch: int, device: Any) -> Any:
     """The trainer's own pipeline over the folder: cache, seeded per-batch augmentation."""
-    from trainer.cache import CacheRegistry
     from trainer.config import AugmentConfig
-    from trainer.dataset import find_samples
-    from trainer.loader import ImageSubset, loader_settings, make_loader
-    from trainer.scan import fingerprint
-    from trainer.transforms import Pipeline, Resize
+    from trainer.data.cache import CacheRegistry
+    from trainer.data.dataset import find_samples
+    from trainer.data.loader import ImageSubset, loader_settings, make_loader
+    from trainer.data.scan import fingerprint
+    from trainer.data.transforms import Pipeline, Resize
 
     samples = find_samples(paths)
     # Keyed by the files' digest: regenerated images never read a stale cache entry.
@@ -61,9 +61,9 @@ def trainer_loader(paths: Path, size: int, batch: int, device: Any) -> Any:
 def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
     """Images/s of the trainer's pipeline, of in-memory tensors and of the tutorial's."""
     from trainer.config import ModelConfig
+    from trainer.data.loader import set_epoch
     from trainer.engine import Normalize, train_one_epoch
-    from trainer.loader import set_epoch
-    from trainer.model import create_model, data_spec
+    from trainer.model.backbone import create_model, data_spec
     from trainer.runtime import Execution, select_device
 
     folder = jpeg_folder(count)

@@ -23,7 +23,7 @@ def run_study(root: Path, pruner: dict[str, Any], name: str, trials: int) -> dic
     from mlflow import MlflowClient
 
     from studies.cli import main as studies
-    from studies.report_data import load_study
+    from studies.report.data import load_study
     from trainer.tracking import tracking_uri
 
     raw = yaml.safe_load(DEMO.read_text())

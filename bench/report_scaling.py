@@ -115,7 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sizes = [17, 167, 834] if args.full else [17, 167]  # trials: ~100, ~1000, ~5000 runs
-    from studies.report import write_report
+    from studies.report.build import write_report
 
     results: list[dict[str, Any]] = []
     for trials in sizes:

@@ -194,7 +194,7 @@ def write_photos(root: Path) -> None:
 
 def compare(scratch: Path, data: str, trials: int) -> dict[str, Any]:
     """Both searches on one copy of the digits; the figures of one case."""
-    from trainer.sample_data import write_digits
+    from trainer.data.sample_data import write_digits
 
     root = scratch / data / "digits"
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / data / 'mlflow.db'}"

@@ -156,7 +156,7 @@ def _interrupt_once() -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from studies.report import check_names, write_report
+    from studies.report.build import check_names, write_report
 
     check_names(args.names)
     path = write_report(args.names, args.out, args.top)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from trainer.config import Config, apply_overrides, config_from_dict, set_dotted
 from trainer.errors import UserError
-from trainer.model import check_backbone, check_input_size
+from trainer.model.backbone import check_backbone, check_input_size
 
 log = logging.getLogger(__name__)
 

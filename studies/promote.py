@@ -26,7 +26,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from scipy.stats import binomtest
 
-from studies.report_data import load_study
+from studies.report.data import load_study
 from trainer.config import Config, config_from_dict
 from trainer.errors import UserError
 from trainer.fit import refit_only

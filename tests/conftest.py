@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from trainer.config import Config, config_from_dict
-from trainer.sample_data import write_digits
+from trainer.data.sample_data import write_digits
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "trainer" / "configs" / "demo.yaml"

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 import studies.objective
 from studies.cli import main
-from trainer.cache import ImageCache
+from trainer.data.cache import ImageCache
 
 counts = {"fits": 0, "steps": 0}
 

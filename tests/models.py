@@ -8,9 +8,9 @@ import numpy as np
 import timm
 from mlflow import MlflowClient
 
-from trainer.checkpoint import copy_state, save_checkpoint
 from trainer.config import Config
-from trainer.model import data_spec
+from trainer.model.backbone import data_spec
+from trainer.model.checkpoint import copy_state, save_checkpoint
 from trainer.tracking import ensure_experiment, tracking_uri
 from trainer.tracking.served import log_classifier
 

@@ -18,11 +18,11 @@ from PIL import Image
 
 from trainer.cli import main
 from trainer.config import Config
-from trainer.dataset import find_samples
+from trainer.data.dataset import find_samples
+from trainer.data.images import ImageReadError, read_rgb
+from trainer.data.scan import SKIPPED_FILE
 from trainer.errors import UserError
 from trainer.fit import fit
-from trainer.images import ImageReadError, read_rgb
-from trainer.scan import SKIPPED_FILE
 from trainer.tracking import MlflowTracker
 
 from .conftest import DEMO_CONFIG, small_config
@@ -172,7 +172,7 @@ def test_odd_formats_are_converted_not_skipped(tmp_path: Path) -> None:
 MEASURE = """
 import sys
 from pathlib import Path
-from trainer.images import read_rgb
+from trainer.data.images import read_rgb
 
 def kib(field):
     for line in open("/proc/self/status"):

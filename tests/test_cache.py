@@ -13,15 +13,15 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer import cache_files
-from trainer.cache import CacheRegistry, ImageCache
-from trainer.cache_files import cache_dir, list_entries
 from trainer.cli import main
-from trainer.dataset import find_samples
+from trainer.data import cache_files
+from trainer.data.cache import CacheRegistry, ImageCache
+from trainer.data.cache_files import cache_dir, list_entries
+from trainer.data.dataset import find_samples
+from trainer.data.images import read_rgb
+from trainer.data.scan import fingerprint
+from trainer.data.transforms import Resize
 from trainer.fit import fit
-from trainer.images import read_rgb
-from trainer.scan import fingerprint
-from trainer.transforms import Resize
 
 from .conftest import REPO, small_config
 
@@ -31,11 +31,11 @@ READER = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from trainer import images
-from trainer.cache import CACHES
-from trainer.dataset import find_samples
-from trainer.scan import fingerprint
-from trainer.transforms import Resize
+from trainer.data import images
+from trainer.data.cache import CACHES
+from trainer.data.dataset import find_samples
+from trainer.data.scan import fingerprint
+from trainer.data.transforms import Resize
 
 root, size, out, order = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 decodes = 0

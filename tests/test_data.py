@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer.cache import ImageCache
-from trainer.dataset import find_samples
+from trainer.data.cache import ImageCache
+from trainer.data.dataset import find_samples
+from trainer.data.images import read_rgb
+from trainer.data.splits import TEST_CODE, load_or_create_splits
+from trainer.data.transforms import Resize
 from trainer.errors import UserError
-from trainer.images import read_rgb
-from trainer.splits import TEST_CODE, load_or_create_splits
-from trainer.transforms import Resize
 
 
 def png(path: Path, image: np.ndarray) -> Path:
@@ -112,12 +112,12 @@ def test_split_file_is_reused(
 ) -> None:
     samples = find_samples(digits_dir)
     first = load_or_create_splits(samples, tmp_path / "s.csv", 0.1, 3, 0.2, seed=1)
-    import trainer.splits
+    import trainer.data.splits
 
     def no_redraw(*_: object) -> None:
         raise AssertionError("splits were drawn again instead of read from the file")
 
-    monkeypatch.setattr(trainer.splits, "_draw", no_redraw)
+    monkeypatch.setattr(trainer.data.splits, "_draw", no_redraw)
     second = load_or_create_splits(samples, tmp_path / "s.csv", 0.1, 3, 0.2, seed=1)
     assert np.array_equal(first.fold_of, second.fold_of)
     assert (first.fold_of == TEST_CODE).sum() == len(first.test)

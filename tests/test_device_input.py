@@ -9,9 +9,9 @@ import torch
 from albumentations.pytorch import ToTensorV2
 
 from trainer.config import AugmentConfig
+from trainer.data.transforms import Pipeline
 from trainer.engine import Normalize, model_input
 from trainer.runtime import Execution
-from trainer.transforms import Pipeline
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as most backbones
 

@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 from timm.models import ResNet
 
-from trainer.cache import ImageCache
 from trainer.cli import main
-from trainer.images import read_rgb
-from trainer.loader import ImageSubset
-from trainer.transforms import Pipeline, Resize
+from trainer.data.cache import ImageCache
+from trainer.data.images import read_rgb
+from trainer.data.loader import ImageSubset
+from trainer.data.transforms import Pipeline, Resize
 
 from .models import log_model, make_checkpoint
 

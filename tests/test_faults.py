@@ -179,13 +179,13 @@ def test_disk_full_while_writing_a_checkpoint(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import trainer.checkpoint
+    import trainer.model.checkpoint
 
     def full_disk(tensors: Any, filename: str, *args: Any, **kwargs: Any) -> None:
         Path(filename).write_bytes(b"half a checkpoint")  # what a full disk leaves behind
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(trainer.checkpoint, "save_file", full_disk)
+    monkeypatch.setattr(trainer.model.checkpoint, "save_file", full_disk)
     out = tmp_path / "out"
     code = trainer_main(
         [

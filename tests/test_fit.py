@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from trainer.callbacks import Callback, FitInfo, FoldInfo
-from trainer.checkpoint import find_checkpoint
-from trainer.dataset import find_samples
+from trainer.data.dataset import find_samples
 from trainer.fit import fit
+from trainer.model.checkpoint import find_checkpoint
 from trainer.predict import Predictor
 
 from .conftest import small_config
@@ -166,7 +166,7 @@ def test_error_reaches_callbacks_and_propagates(digits_dir: Path, tmp_path: Path
 @pytest.mark.slow
 def test_demo_config_three_epochs_on_sample_data_beat_chance(tmp_path: Path) -> None:
     from trainer.config import load_config
-    from trainer.sample_data import write_digits
+    from trainer.data.sample_data import write_digits
 
     from .conftest import DEMO_CONFIG
 

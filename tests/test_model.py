@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from trainer.config import ModelConfig
 from trainer.errors import UserError
-from trainer.model import create_model, trainable_parameters
+from trainer.model.backbone import create_model, trainable_parameters
 
 
 def test_unknown_backbone_suggests_close_matches() -> None:

@@ -13,7 +13,7 @@ import yaml
 from mlflow import MlflowClient
 
 from studies.cli import main
-from studies.report import SECTIONS, write_report
+from studies.report.build import SECTIONS, write_report
 from studies.storage import open_storage
 from trainer.errors import UserError
 
@@ -139,7 +139,7 @@ def test_unknown_empty_and_failed_only_studies_are_one_line(
     ],
 )
 def test_default_report_path_never_leaves_reports(names: list[str], expected: str) -> None:
-    from studies.report import default_report_path
+    from studies.report.build import default_report_path
 
     path = default_report_path(names)
     assert path.as_posix() == expected and path.parent == Path("reports")

@@ -27,7 +27,7 @@ import uvicorn
 from mlflow.pyfunc import scoring_server
 from PIL import Image
 
-from trainer import images
+from trainer.data import images
 
 from .models import log_model, make_checkpoint
 from .servers import free_port

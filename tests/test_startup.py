@@ -13,7 +13,7 @@ def record(self, url, *args, **kwargs):
     calls.append(getattr(url, "full_url", url))
     raise OSError("no network in this test")
 urllib.request.OpenerDirector.open = record
-import trainer.transforms
+import trainer.data.transforms
 print(len(calls), calls)
 """
 

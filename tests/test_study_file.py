@@ -17,7 +17,7 @@ from studies.space import trial_config
 from studies.storage import open_storage
 from trainer.config import apply_overrides
 from trainer.errors import UserError
-from trainer.model import check_backbone
+from trainer.model.backbone import check_backbone
 
 from .conftest import REPO
 from .test_studies import study_file

@@ -14,10 +14,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from trainer.callbacks import Callback, FoldInfo
-from trainer.checkpoint import find_checkpoint
 from trainer.cli import main
 from trainer.config import Config, flatten
 from trainer.fit import fit
+from trainer.model.checkpoint import find_checkpoint
 from trainer.predict import Predictor
 from trainer.tracking import MlflowTracker
 
@@ -147,7 +147,7 @@ def test_logged_model_predicts_like_the_trainer(
 def test_crash_mid_epoch_leaves_runs_failed(
     store: MlflowClient, digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trainer.loader import ImageSubset
+    from trainer.data.loader import ImageSubset
 
     calls = {"n": 0}
     original = ImageSubset.__getitem__
@@ -249,7 +249,7 @@ def test_from_run_reproduces_epoch_metrics(
 def test_logged_model_takes_base64_images_and_arrays(
     tracked: tuple[MlflowClient, Config], digits_dir: Path
 ) -> None:
-    from trainer.images import encode_png_base64, read_rgb
+    from trainer.data.images import encode_png_base64, read_rgb
 
     client, config = tracked
     parent, _ = parent_and_children(client, config.experiment)

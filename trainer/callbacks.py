@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trainer.config import Config
-    from trainer.dataset import Samples
+    from trainer.data.dataset import Samples
+    from trainer.data.scan import BadImage
+    from trainer.data.splits import Splits
     from trainer.runtime import Execution
-    from trainer.scan import BadImage
-    from trainer.splits import Splits
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _load_predictor(model: str) -> Predictor:
     """A checkpoint folder or file, or an MLflow model URI (loaded from its weights only)."""
-    from trainer.checkpoint import find_checkpoint
+    from trainer.model.checkpoint import find_checkpoint
     from trainer.predict import Predictor
 
     if model.startswith(MODEL_URI_PREFIXES):
@@ -200,14 +200,14 @@ def _load_predictor(model: str) -> Predictor:
 
 
 def _sample_data(args: argparse.Namespace) -> int:
-    from trainer.sample_data import write_digits
+    from trainer.data.sample_data import write_digits
 
     write_digits(args.out_dir, args.classes, args.per_class, args.size)
     return 0
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from trainer.cache_files import cache_dir, clear_entries, list_entries
+    from trainer.data.cache_files import cache_dir, clear_entries, list_entries
 
     directory = cache_dir()
     if args.action == "clear":

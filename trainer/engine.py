@@ -1,6 +1,6 @@
 """Train one epoch and evaluate: the inner loops. Plain metric dicts out; no tracking here.
 
-Batches arrive as uint8 ``N x H x W x 3`` images (see ``trainer.transforms``) and become
+Batches arrive as uint8 ``N x H x W x 3`` images (see ``trainer.data.transforms``) and become
 normalised float tensors on the device (``Normalize``); float batches are used as they are.
 """
 

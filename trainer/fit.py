@@ -18,17 +18,12 @@ import numpy as np
 import timm
 import torch
 
-from trainer.cache import CACHES
 from trainer.callbacks import Callback, CallbackList, FitInfo
 from trainer.config import Config, save_config
-from trainer.dataset import Samples, find_samples
-from trainer.engine import Normalize
-from trainer.errors import DeviceOutOfMemoryError, one_line
-from trainer.folds import FoldRunner, refit_epochs
-from trainer.loader import loader_settings
-from trainer.model import check_backbone, check_input_size, data_spec
-from trainer.runtime import resolve_execution, seed_everything, select_device
-from trainer.scan import (
+from trainer.data.cache import CACHES
+from trainer.data.dataset import Samples, find_samples
+from trainer.data.loader import loader_settings
+from trainer.data.scan import (
     SKIPPED_FILE,
     BadImage,
     apply_policy,
@@ -36,8 +31,13 @@ from trainer.scan import (
     fingerprint,
     write_bad_images,
 )
-from trainer.splits import Splits, load_or_create_splits, split_file_name
-from trainer.transforms import Pipeline, Resize
+from trainer.data.splits import Splits, load_or_create_splits, split_file_name
+from trainer.data.transforms import Pipeline, Resize
+from trainer.engine import Normalize
+from trainer.errors import DeviceOutOfMemoryError, one_line
+from trainer.folds import FoldRunner, refit_epochs
+from trainer.model.backbone import check_backbone, check_input_size, data_spec
+from trainer.runtime import resolve_execution, seed_everything, select_device
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,17 @@ import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
-from trainer.cache import ImageCache
 from trainer.callbacks import Callback, FitInfo, FoldInfo
-from trainer.checkpoint import copy_state, save_checkpoint
 from trainer.config import Config
+from trainer.data.cache import ImageCache
+from trainer.data.loader import ImageSubset, LoaderSettings, make_loader, set_epoch
+from trainer.data.transforms import Pipeline
 from trainer.engine import Normalize, evaluate, train_one_epoch
-from trainer.loader import ImageSubset, LoaderSettings, make_loader, set_epoch
-from trainer.model import create_model, data_spec, to_device
-from trainer.optim import create_optimizer, create_scheduler
+from trainer.model.backbone import create_model, data_spec, to_device
+from trainer.model.checkpoint import copy_state, save_checkpoint
+from trainer.model.optim import create_optimizer, create_scheduler
 from trainer.progress import EpochBar
 from trainer.runtime import seed_everything
-from trainer.transforms import Pipeline
 
 log = logging.getLogger(__name__)
 

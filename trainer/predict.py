@@ -1,6 +1,6 @@
 """Predict classes of new images with a saved checkpoint.
 
-Images are decoded as in training (``trainer.images.decode_rgb``: EXIF orientation applied,
+Images are decoded as in training (``trainer.data.images.decode_rgb``: EXIF orientation applied,
 large JPEGs at reduced scale). Unreadable files follow the same policy as
 ``data.on_bad_image``: ``skip`` predicts the rest, warns once and lists them beside the output
 (``<out>.skipped.csv``); ``error`` stops with one line.
@@ -18,15 +18,15 @@ import timm
 import torch
 from torch import nn
 
-from trainer.checkpoint import Checkpoint, load_state
-from trainer.dataset import IMAGE_EXTENSIONS, printable
+from trainer.data.dataset import IMAGE_EXTENSIONS, printable
+from trainer.data.images import ImageReadError, decode_rgb, read_rgb
+from trainer.data.scan import BadImage, write_bad_images
+from trainer.data.transforms import Pipeline, Resize
 from trainer.engine import Normalize, predict
 from trainer.errors import UserError
-from trainer.images import ImageReadError, decode_rgb, read_rgb
-from trainer.model import freeze_backbone
+from trainer.model.backbone import freeze_backbone
+from trainer.model.checkpoint import Checkpoint, load_state
 from trainer.runtime import Execution, cpu_supports_bf16, select_device
-from trainer.scan import BadImage, write_bad_images
-from trainer.transforms import Pipeline, Resize
 
 log = logging.getLogger(__name__)
 

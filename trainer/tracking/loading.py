@@ -18,8 +18,8 @@ import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
 
-from trainer.checkpoint import METADATA, WEIGHTS, Checkpoint
 from trainer.errors import UserError
+from trainer.model.checkpoint import METADATA, WEIGHTS, Checkpoint
 from trainer.predict import Predictor
 from trainer.tracking.served import CHECKPOINT_ARTIFACT
 from trainer.tracking.store import quiet_transfers, tracking_uri

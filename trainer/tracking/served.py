@@ -34,8 +34,8 @@ from mlflow.pyfunc.model import PythonModel
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from trainer import provenance
-from trainer.checkpoint import find_checkpoint
-from trainer.images import ImageReadError, encode_png_base64
+from trainer.data.images import ImageReadError, encode_png_base64
+from trainer.model.checkpoint import find_checkpoint
 from trainer.tracking.store import quiet
 
 # The model config key, named like the trainer config key: MLflow also logs it as a run param.

@@ -30,9 +30,9 @@ from sklearn.metrics import confusion_matrix
 from trainer import plots, provenance
 from trainer.callbacks import Callback, FitInfo, FoldInfo
 from trainer.config import TrackingConfig, flatten
-from trainer.dataset import printable
-from trainer.images import read_rgb
-from trainer.scan import SKIPPED_FILE
+from trainer.data.dataset import printable
+from trainer.data.images import read_rgb
+from trainer.data.scan import SKIPPED_FILE
 from trainer.tracking.served import log_classifier
 from trainer.tracking.store import (
     MODEL_URI_TAG,

@@ -7,7 +7,7 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
 from trainer.config import TrainConfig
-from trainer.model import trainable_parameters
+from trainer.model.backbone import trainable_parameters
 
 
 def create_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -1,7 +1,7 @@
 """Decoded, resized images kept once for every fold, trial and worker process of a study.
 
 Each (data, image size, decoder) has one memory-mapped file in the cache folder (see
-``trainer.cache_files``): whichever process first needs an image decodes and resizes it and
+``trainer.data.cache_files``): whichever process first needs an image decodes and resizes it and
 writes it there; every later epoch, fold, trial and worker process, forked or started on its
 own, reads the pixels back through the page cache. Only the resize is cached; augmentation
 stays per sample. The files are bounded by ``data.cache_mb``, so a dataset larger than memory
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import cache_files, images
-from trainer.cache_files import PAGE, Entry, Layout
-from trainer.transforms import Resize
+from trainer.data import cache_files, images
+from trainer.data.cache_files import PAGE, Entry, Layout
+from trainer.data.transforms import Resize
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Decode images with OpenCV as 8-bit RGB: the one decoder of the project.
 
-The decoded, resized copies are kept by ``trainer.cache`` (``ImageCache``, ``CACHES``).
+The decoded, resized copies are kept by ``trainer.data.cache`` (``ImageCache``, ``CACHES``).
 """
 
 from __future__ import annotations

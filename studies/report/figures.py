@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from plotly.subplots import make_subplots
 from sklearn.metrics import confusion_matrix
 
-from studies.report_data import StudyData, fold_histories
+from studies.report.data import StudyData, fold_histories
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit, train_test_split
 
-from trainer.dataset import Samples
+from trainer.data.dataset import Samples
 from trainer.errors import UserError
 
 log = logging.getLogger(__name__)

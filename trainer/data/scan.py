@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trainer.dataset import Samples, printable
+from trainer.data.dataset import Samples, printable
 from trainer.errors import UserError
-from trainer.images import ImageReadError, read_rgb
+from trainer.data.images import ImageReadError, read_rgb
 from trainer.runtime import available_cores
 
 log = logging.getLogger(__name__)

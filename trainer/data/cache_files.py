@@ -28,8 +28,8 @@ from pathlib import Path
 
 import cv2
 
-from trainer import images
-from trainer.transforms import Resize
+from trainer.data import images
+from trainer.data.transforms import Resize
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from trainer.cache import ImageCache
+from trainer.data.cache import ImageCache
 from trainer.runtime import available_cores
-from trainer.transforms import Pipeline
+from trainer.data.transforms import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -128,5 +128,5 @@ def set_epoch(loader: DataLoader[tuple[torch.Tensor, torch.Tensor]], epoch: int)
 
 def _init_worker(_worker_id: int) -> None:
     # Workers share the machine with the model's threads: one thread each (torch already
-    # sets this in its worker loop; OpenCV is single-threaded from trainer.images on).
+    # sets this in its worker loop; OpenCV is single-threaded from trainer.data.images on).
     torch.set_num_threads(1)

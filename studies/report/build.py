@@ -14,8 +14,8 @@ import plotly.graph_objects as go
 from mlflow import MlflowClient
 from plotly.offline import get_plotlyjs
 
-from studies import figures
-from studies.report_data import StudyData, load_study
+from studies.report import figures
+from studies.report.data import StudyData, load_study
 from trainer.errors import UserError
 from trainer.tracking import tracking_uri
 

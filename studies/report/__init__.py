@@ -1,0 +1,2 @@
+"""The comparison report: study data read from the tracking store (``data``), its figures
+(``figures``) and the page that puts them together (``build``)."""
