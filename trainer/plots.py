@@ -1,11 +1,15 @@
-"""Figures of one fit: learning curves and confusion matrices, as plotly HTML and matplotlib PNG.
+"""Figures of one fit: learning curves and confusion matrices, as HTML and PNG.
 
-HTML files load plotly.js from its CDN to stay small (one per fold and run adds up); the PNG
-beside each is the offline view.
+Every HTML file opens offline and loads nothing: the learning curves are an inline SVG (the
+MLflow UI's own metric charts are the interactive view of the same values), the confusion
+matrix a shaded HTML table. A PNG twin, which the MLflow UI shows inline, sits beside each
+fit-level figure.
 """
 
 from __future__ import annotations
 
+import html
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,74 +19,50 @@ matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 History = dict[str, list[dict[str, float]]]  # fold name -> metrics of each epoch
+_PAGE = (
+    "<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+    "body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}"
+    "td,th{{padding:4px 8px;text-align:center;border:1px solid #ddd}}</style></head>"
+    "<body><h3>{title}</h3>{body}</body></html>"
+)
 
 
 def learning_curves(history: History, out_dir: Path) -> list[Path]:
     """Loss and accuracy per epoch of every fold (train dashed, validation solid)."""
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for index, (fold, epochs) in enumerate(sorted(history.items())):
-        color = f"C{index % 10}"
         steps = list(range(len(epochs)))
         for column, metric in enumerate(("loss", "acc")):
-            for split, dash in (("train", "dash"), ("val", "solid")):
+            for split, style in (("train", "--"), ("val", "-")):
                 values = [m.get(f"{split}/{metric}", np.nan) for m in epochs]
-                if np.all(np.isnan(values)):
-                    continue
-                name = f"{fold} {split}"
-                figure.add_trace(
-                    go.Scatter(
-                        x=steps,
-                        y=values,
-                        name=name,
-                        line={"dash": dash},
-                        legendgroup=fold,
-                        showlegend=column == 0,
-                    ),
-                    row=1,
-                    col=column + 1,
-                )
-                axes[column].plot(
-                    steps,
-                    values,
-                    color=color,
-                    linestyle="--" if dash == "dash" else "-",
-                    label=name,
-                )
-    figure.update_layout(title="Learning curves", xaxis_title="epoch", xaxis2_title="epoch")
+                if not np.all(np.isnan(values)):
+                    axes[column].plot(
+                        steps,
+                        values,
+                        color=f"C{index % 10}",
+                        linestyle=style,
+                        label=f"{fold} {split}",
+                    )
     for axis, title in zip(axes, ("loss", "accuracy"), strict=True):
         axis.set_title(title)
         axis.set_xlabel("epoch")
     axes[1].legend(fontsize="small")
-    return _save(figure, fig, out_dir / "learning_curves")
+    return _save(fig, "Learning curves", out_dir / "learning_curves", png=True)
 
 
 def confusion_matrix_plot(
     matrix: np.ndarray, class_names: Sequence[str], title: str, out_path: Path, png: bool = True
 ) -> list[Path]:
-    """A confusion matrix (rows: true class, columns: predicted) as HTML, and PNG if asked
-    (the PNG costs ~0.3 s, so per-fold matrices skip it)."""
+    """A confusion matrix (rows: true class, columns: predicted) as an HTML table, and PNG if
+    asked (the PNG costs ~0.3 s, so per-fold matrices skip it)."""
     labels = list(class_names)
-    figure = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=labels,
-            y=labels,
-            colorscale="Blues",
-            text=matrix,
-            texttemplate="%{text}",
-            showscale=False,
-        )
-    )
-    figure.update_layout(
-        title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed"
-    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    page = out_path.with_suffix(".html")
+    page.write_text(_PAGE.format(title=html.escape(title), body=confusion_table(matrix, labels)))
     if not png:
-        return _save(figure, None, out_path)
+        return [page]
     fig, axis = plt.subplots(figsize=(1.5 + 0.5 * len(labels), 1.2 + 0.5 * len(labels)))
     axis.imshow(matrix, cmap="Blues")
     axis.set_xticks(range(len(labels)), labels, rotation=90)
@@ -92,16 +72,38 @@ def confusion_matrix_plot(
     axis.set_title(title)
     for (row, column), value in np.ndenumerate(matrix):
         axis.text(column, row, str(value), ha="center", va="center", fontsize="small")
-    return _save(figure, fig, out_path)
+    return [page, _png(fig, out_path)]
 
 
-def _save(figure: go.Figure, fig: plt.Figure | None, stem: Path) -> list[Path]:
+def confusion_table(matrix: np.ndarray, labels: list[str]) -> str:
+    """The matrix as an HTML table, each cell shaded by its share of the largest count."""
+    peak = max(int(matrix.max()), 1)
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in labels)
+    rows = []
+    for name, counts in zip(labels, matrix, strict=True):
+        cells = "".join(
+            f"<td style='background:rgba(33,102,172,{0.85 * int(c) / peak:.2f});"
+            f"color:{'white' if int(c) > peak / 2 else 'black'}'>{int(c)}</td>"
+            for c in counts
+        )
+        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
+    return "<table><tr><th>true \\ predicted</th>" + head + "</tr>" + "".join(rows) + "</table>"
+
+
+def _save(fig: plt.Figure, title: str, stem: Path, png: bool) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    html, png = stem.with_suffix(".html"), stem.with_suffix(".png")
-    figure.write_html(html, include_plotlyjs="cdn", full_html=True)
-    if fig is None:
-        return [html]
     fig.tight_layout()
-    fig.savefig(png, dpi=80)
+    svg = io.StringIO()
+    fig.savefig(svg, format="svg")
+    page = stem.with_suffix(".html")
+    inline = svg.getvalue()[svg.getvalue().index("<svg") :]  # no XML prolog inside HTML
+    page.write_text(_PAGE.format(title=html.escape(title), body=inline))
+    return [page, _png(fig, stem)] if png else [page]
+
+
+def _png(fig: plt.Figure, stem: Path) -> Path:
+    path = stem.with_suffix(".png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
     plt.close(fig)
-    return [html, png]
+    return path
