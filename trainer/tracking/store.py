@@ -17,6 +17,8 @@ from trainer.remote import check_server
 EMBEDDED_STORE = Path("mlruns")  # relative to the working directory
 PARENT_RUN_TAG = "mlflow.parentRunId"
 MODEL_URI_TAG = "model_uri"  # the fit's logged model (models:/m-...)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # which view the MLflow UI opens an experiment on
+TRAINING_KIND = "custom_model_development"  # the UI's value for model training
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -55,12 +57,24 @@ def tracking_uri(configured: str | None = None) -> str:
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created (with artifacts beside a SQLite store) if missing."""
+    """The id of experiment ``name``, created (with artifacts beside a SQLite store) if missing.
+
+    It is marked a model-training experiment, so the MLflow UI opens it on its training runs
+    rather than the GenAI overview (an existing experiment keeps a kind it already has).
+    """
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if EXPERIMENT_KIND_TAG not in found.tags:
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
         return str(found.experiment_id)
     try:
-        return str(client.create_experiment(name, artifact_location=_artifact_root(client)))
+        return str(
+            client.create_experiment(
+                name,
+                artifact_location=_artifact_root(client),
+                tags={EXPERIMENT_KIND_TAG: TRAINING_KIND},
+            )
+        )
     except MlflowException:  # created meanwhile by another process
         found = client.get_experiment_by_name(name)
         if found is None:
