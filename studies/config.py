@@ -1,4 +1,5 @@
-"""A study file: a base trainer config, a search space over its keys, sampler and pruner."""
+"""A study file: a base trainer config, a search space over its keys, sampler and pruner
+(the pruner configs are in ``studies.pruners``)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import timm
 import torch
 import yaml
 from optuna.distributions import FloatDistribution, IntDistribution
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trainer.config import Config, apply_overrides, config_from_dict, set_dotted
-from trainer.errors import UserError
-from trainer.model.backbone import check_backbone, check_input_size
+from studies.pruners import MedianPruning, PrunerConfig
+from trainer.config import Config, ModelConfig, apply_overrides, config_from_dict, set_dotted
+from trainer.errors import UserError, one_line
+from trainer.model.backbone import check_backbone, check_input_size, create_model
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +88,6 @@ class SamplerConfig(_Strict):
     n_startup_trials: int = Field(10, ge=0)  # random trials before TPE models the space
 
 
-class PrunerConfig(_Strict):
-    """Which Optuna pruner stops weak trials, and its settings (unused ones are ignored)."""
-
-    type: Literal["median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"] = (
-        "median"
-    )
-    n_startup_trials: int = Field(5, ge=0)  # median/percentile: trials before pruning starts
-    n_warmup_steps: int = Field(0, ge=0)  # median/percentile: steps of a trial never pruned
-    percentile: float = Field(25.0, gt=0, lt=100)  # percentile pruner
-    min_resource: int | Literal["auto"] = "auto"  # successive halving / hyperband
-    reduction_factor: int = Field(3, ge=2)  # successive halving / hyperband
-    p_threshold: float = Field(0.1, gt=0, lt=1)  # wilcoxon
-    n_startup_steps: int = Field(2, ge=0)  # wilcoxon: folds before it may prune
-
-
 class StudyConfig(_Strict):
     """Everything ``studies run`` needs."""
 
@@ -111,7 +97,7 @@ class StudyConfig(_Strict):
     n_trials: int = Field(20, ge=1)  # total trials that complete or are pruned
     timeout: float | None = Field(None, gt=0)  # seconds after which no new trial starts
     sampler: SamplerConfig = SamplerConfig()
-    pruner: PrunerConfig = PrunerConfig()
+    pruner: PrunerConfig = MedianPruning()  # see studies.pruners
     storage: str | None = None  # Optuna storage URL; default: journal file in mlruns/optuna/
 
 
@@ -128,13 +114,9 @@ def load_study_config(path: Path, check_models: bool = True) -> tuple[StudyConfi
         raw = yaml.safe_load(path.read_text()) or {}
         study = StudyConfig.model_validate(raw)
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise UserError(f"{path}: not valid YAML: {one_line(str(exc))}") from exc
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"])
-        raise UserError(
-            f"{path}: bad '{key}': {error['msg'].removeprefix('Value error, ')}"
-        ) from exc
+        raise UserError(f"{path}: {_describe(exc, raw)}") from exc
     base = _base_dict(study.base, path.parent)
     unknown = sorted(set(study.search_space) - _config_keys(Config))
     if unknown:
@@ -183,6 +165,35 @@ def check_space(
     if check_models:
         smallest = min(ends.get("train.image_size", [base.train.image_size]))
         _check_input_sizes(backbones, int(smallest), where)
+
+
+def _describe(exc: ValidationError, raw: Any) -> str:
+    """The first error as ``bad 'KEY': MESSAGE``, KEY the study file's own dotted key; an
+    unknown tag of a tagged union is reported at the union's ``type`` key."""
+    error = exc.errors()[0]
+    key = _file_key(error["loc"], raw)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        key += "." + error["ctx"]["discriminator"].strip("'")
+        tag = error["ctx"].get("tag")
+        message = (
+            "missing" if tag is None else f"{tag!r} is not one of {error['ctx']['expected_tags']}"
+        )
+    return f"bad '{key}': {message}"
+
+
+def _file_key(loc: tuple[int | str, ...], raw: Any) -> str:
+    """An error location as a dotted key of the file: the member name pydantic adds to the
+    location of an error inside a tagged union (``search_space.train.lr.float.low``) is not a
+    key of the file and is left out."""
+    parts, node = [], raw
+    for index, part in enumerate(loc):
+        member = isinstance(node, dict) and part not in node
+        if member and (index < len(loc) - 1 or node.get("type") == part):
+            continue
+        parts.append(str(part))
+        node = node[part] if isinstance(node, dict | list) and not member else None  # type: ignore[index]
+    return ".".join(parts)
 
 
 def _base_dict(base: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -250,8 +261,8 @@ def _check_input_sizes(backbones: list[str], image_size: int, where: str) -> Non
     128 px and ~0.1-0.3 s to create the model)."""
     with torch.random.fork_rng(devices=[]):  # model creation must not move the caller's RNG
         for backbone in backbones:
-            model = timm.create_model(backbone, pretrained=False, num_classes=2)
             try:
+                model = create_model(ModelConfig(backbone=backbone, pretrained=False), 2)
                 check_input_size(model, image_size, backbone)
             except UserError as exc:
                 raise UserError(f"{where}: {exc}") from None

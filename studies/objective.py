@@ -28,7 +28,7 @@ class Objective:
         self.study = study
         self.base = base
         self.tracker = tracker
-        self.per_fold_reports = study.pruner.type == "wilcoxon"
+        self.per_fold_reports = study.pruner.per_fold
 
     def __call__(self, trial: optuna.Trial) -> float:
         values = suggest(trial, self.study.search_space)
@@ -64,7 +64,7 @@ class Objective:
         tags = {"optuna.pruned_step": str(step), "optuna.pruned_value": f"{value:.6f}"}
         self._end(run_id, "PRUNED", pruning, started, tags)
         if self.per_fold_reports and pruning.schedule.fold_bests:
-            # Wilcoxon: Optuna recommends returning the mean so far rather than raising.
+            # Per-fold (Wilcoxon): Optuna recommends returning the mean so far, not raising.
             trial.set_user_attr("pruned", True)
             return float(np.mean(pruning.schedule.fold_bests))
         raise optuna.TrialPruned(f"pruned at step {step} with value {value:.4f}")

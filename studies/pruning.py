@@ -16,9 +16,9 @@ The scheme used here, with ``GRID = 10``:
   folds 0..f. Every fold reaches the pruner; the last one is the objective itself.
 
 Bad trials can stop after a tenth of their first fold; a trial that survives fold 0 is judged on
-whole folds. With the Wilcoxon pruner (made for per-instance values) each fold instead reports
-its own best accuracy at step = fold index, and a pruned trial returns the mean of the folds it
-trained, as Optuna recommends.
+whole folds. A pruner made for per-instance values (``per_fold`` in ``studies.pruners``: the
+Wilcoxon pruner) instead gets each fold's own best accuracy at step = fold index, and a pruned
+trial returns the mean of the folds it trained, as Optuna recommends.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from studies.config import PrunerConfig
+from studies.pruners import PrunerConfig
 from trainer.callbacks import Callback, FoldInfo
 
 GRID = 10  # reports over the first fold's schedule
@@ -39,7 +39,7 @@ class ReportSchedule:
     """Maps fold and epoch results of one trial to ``(step, value)`` reports."""
 
     def __init__(self, per_fold: bool = False) -> None:
-        self.per_fold = per_fold  # Wilcoxon: one report per fold, its own value
+        self.per_fold = per_fold  # one report per fold, its own value (Wilcoxon)
         self.fold_bests: list[float] = []
         self._next_grid_step = 0
 
@@ -95,29 +95,5 @@ class PruningCallback(Callback):
 
 
 def create_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
-    """The configured Optuna pruner."""
-    if config.type == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps
-        )
-    if config.type == "percentile":
-        return optuna.pruners.PercentilePruner(
-            config.percentile,
-            n_startup_trials=config.n_startup_trials,
-            n_warmup_steps=config.n_warmup_steps,
-        )
-    if config.type == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=config.min_resource, reduction_factor=config.reduction_factor
-        )
-    if config.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1 if config.min_resource == "auto" else config.min_resource,
-            max_resource="auto",
-            reduction_factor=config.reduction_factor,
-        )
-    if config.type == "wilcoxon":
-        return optuna.pruners.WilcoxonPruner(
-            p_threshold=config.p_threshold, n_startup_steps=config.n_startup_steps
-        )
-    return optuna.pruners.NopPruner()
+    """The configured Optuna pruner (each pruner config builds its own)."""
+    return config.create()

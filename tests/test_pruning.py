@@ -7,8 +7,10 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from pydantic import TypeAdapter
 
-from studies.config import PrunerConfig
+from studies.config import StudyConfig
+from studies.pruners import MedianPruning, PrunerConfig
 from studies.pruning import GRID, PruningCallback, ReportSchedule, create_pruner
 from trainer.callbacks import FoldInfo
 
@@ -67,7 +69,7 @@ def test_epochs_report_at_the_tenth_of_the_schedule_they_complete(
 
 
 def test_clearly_worse_trial_is_pruned_in_its_first_fold() -> None:
-    pruner = create_pruner(PrunerConfig(type="median", n_startup_trials=2, n_warmup_steps=0))
+    pruner = create_pruner(MedianPruning(n_startup_trials=2, n_warmup_steps=0))
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for accuracy in (0.8, 0.85, 0.9):
         assert play(study, epochs=5, accuracy=accuracy).state == TrialState.COMPLETE
@@ -79,7 +81,7 @@ def test_clearly_worse_trial_is_pruned_in_its_first_fold() -> None:
 def test_longer_schedules_are_compared_at_the_same_fraction() -> None:
     # A 10-epoch trial that learns as well per fraction of its schedule as 2-epoch trials is
     # not pruned, although after its first epoch it has seen less training.
-    pruner = create_pruner(PrunerConfig(type="median", n_startup_trials=2))
+    pruner = create_pruner(MedianPruning(n_startup_trials=2))
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for _ in range(3):
         play(study, epochs=2, accuracy=0.8)
@@ -101,4 +103,43 @@ def test_wilcoxon_reports_each_fold_at_its_index() -> None:
     "kind", ["median", "percentile", "successive_halving", "hyperband", "wilcoxon", "none"]
 )
 def test_every_configured_pruner_is_created(kind: str) -> None:
-    assert isinstance(create_pruner(PrunerConfig(type=kind)), optuna.pruners.BasePruner)  # type: ignore[arg-type]
+    config = TypeAdapter(PrunerConfig).validate_python({"type": kind})
+    assert isinstance(create_pruner(config), optuna.pruners.BasePruner)
+
+
+@pytest.mark.parametrize(
+    ("section", "expected", "settings"),
+    [
+        ({"type": "median"}, optuna.pruners.MedianPruner, {"_n_startup_trials": 5}),
+        ({"n_warmup_steps": 3}, optuna.pruners.MedianPruner, {"_n_warmup_steps": 3}),
+        ({"type": "percentile", "percentile": 40}, optuna.pruners.PercentilePruner, {}),
+        ({"type": "successive_halving"}, optuna.pruners.SuccessiveHalvingPruner, {}),
+        ({"type": "hyperband", "reduction_factor": 2}, optuna.pruners.HyperbandPruner, {}),
+        ({"type": "wilcoxon", "p_threshold": 0.05}, optuna.pruners.WilcoxonPruner, {}),
+        ({"type": "none"}, optuna.pruners.NopPruner, {}),
+    ],
+)
+def test_each_pruner_section_builds_its_own_pruner(
+    section: dict[str, object], expected: type, settings: dict[str, object]
+) -> None:
+    config = TypeAdapter(PrunerConfig).validate_python(section)
+    pruner = config.create()
+    assert type(pruner) is expected
+    assert {name: getattr(pruner, name) for name in settings} == settings
+    assert config.per_fold == (section.get("type") == "wilcoxon")  # only Wilcoxon per fold
+
+
+def test_default_pruner_is_the_median_pruner_with_optunas_startup() -> None:
+    study = StudyConfig.model_validate(
+        {
+            "name": "s",
+            "base": {},
+            "search_space": {"train.lr": {"type": "float", "low": 0.1, "high": 1}},
+        }
+    )
+    assert study.pruner == MedianPruning(n_startup_trials=5, n_warmup_steps=0)
+
+
+def test_a_setting_of_another_pruner_is_refused() -> None:
+    with pytest.raises(ValueError, match="p_threshold"):
+        TypeAdapter(PrunerConfig).validate_python({"type": "median", "p_threshold": 0.1})

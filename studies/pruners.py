@@ -1,0 +1,133 @@
+"""The pruners a study file can name: one small typed config per Optuna pruner.
+
+Each class is the ``pruner:`` section of a study file for one ``type``; it holds only that
+pruner's settings, builds the Optuna pruner (``create``) and says how a trial reports to it
+(``per_fold``; see ``studies.pruning``). To add a pruner, write one class here and add it to
+``PrunerConfig``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Annotated, Any, ClassVar, Literal
+
+import optuna
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+DEFAULT_TYPE = "median"  # the pruner of a study file whose pruner section names no type
+
+
+class _Pruner(BaseModel):
+    """What every pruner config provides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # False: steps over the first fold's schedule, then the running mean over folds. True: one
+    # report per fold, its own best accuracy, at step = fold index; a pruned trial then returns
+    # the mean of the folds it trained (per-instance pruners such as Wilcoxon).
+    per_fold: ClassVar[bool] = False
+
+    @abstractmethod
+    def create(self) -> optuna.pruners.BasePruner:
+        """The Optuna pruner with these settings."""
+
+
+class MedianPruning(_Pruner):
+    """Prune below the median of earlier trials at the same step."""
+
+    type: Literal["median"] = "median"
+    n_startup_trials: int = Field(5, ge=0)  # trials before pruning starts
+    n_warmup_steps: int = Field(0, ge=0)  # steps of a trial never pruned
+
+    def create(self) -> optuna.pruners.BasePruner:
+        """Optuna's ``MedianPruner``."""
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=self.n_startup_trials, n_warmup_steps=self.n_warmup_steps
+        )
+
+
+class PercentilePruning(_Pruner):
+    """Prune below a percentile of earlier trials at the same step."""
+
+    type: Literal["percentile"] = "percentile"
+    percentile: float = Field(25.0, gt=0, lt=100)
+    n_startup_trials: int = Field(5, ge=0)  # trials before pruning starts
+    n_warmup_steps: int = Field(0, ge=0)  # steps of a trial never pruned
+
+    def create(self) -> optuna.pruners.BasePruner:
+        """Optuna's ``PercentilePruner``."""
+        return optuna.pruners.PercentilePruner(
+            self.percentile,
+            n_startup_trials=self.n_startup_trials,
+            n_warmup_steps=self.n_warmup_steps,
+        )
+
+
+class SuccessiveHalving(_Pruner):
+    """Asynchronous successive halving: keep the best 1/reduction_factor at each rung."""
+
+    type: Literal["successive_halving"] = "successive_halving"
+    min_resource: int | Literal["auto"] = "auto"  # steps before the first rung
+    reduction_factor: int = Field(3, ge=2)
+
+    def create(self) -> optuna.pruners.BasePruner:
+        """Optuna's ``SuccessiveHalvingPruner``."""
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=self.min_resource, reduction_factor=self.reduction_factor
+        )
+
+
+class Hyperband(_Pruner):
+    """Hyperband: successive halving in several brackets of minimum resource."""
+
+    type: Literal["hyperband"] = "hyperband"
+    min_resource: int | Literal["auto"] = "auto"  # "auto" means 1 step
+    reduction_factor: int = Field(3, ge=2)
+
+    def create(self) -> optuna.pruners.BasePruner:
+        """Optuna's ``HyperbandPruner`` (maximum resource measured from the first trial)."""
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1 if self.min_resource == "auto" else self.min_resource,
+            max_resource="auto",
+            reduction_factor=self.reduction_factor,
+        )
+
+
+class Wilcoxon(_Pruner):
+    """Wilcoxon signed-rank test of a trial's folds against the best trial's same folds."""
+
+    type: Literal["wilcoxon"] = "wilcoxon"
+    p_threshold: float = Field(0.1, gt=0, lt=1)
+    n_startup_steps: int = Field(2, ge=0)  # folds before it may prune
+    per_fold: ClassVar[bool] = True
+
+    def create(self) -> optuna.pruners.BasePruner:
+        """Optuna's ``WilcoxonPruner``."""
+        return optuna.pruners.WilcoxonPruner(
+            p_threshold=self.p_threshold, n_startup_steps=self.n_startup_steps
+        )
+
+
+class NoPruning(_Pruner):
+    """Every trial runs to its end."""
+
+    type: Literal["none"] = "none"
+
+    def create(self) -> optuna.pruners.BasePruner:
+        """Optuna's ``NopPruner``."""
+        return optuna.pruners.NopPruner()
+
+
+def _default_type(value: Any) -> Any:
+    """A pruner section without ``type`` is the default pruner's."""
+    if isinstance(value, dict) and "type" not in value:
+        return {"type": DEFAULT_TYPE, **value}
+    return value
+
+
+PrunerConfig = Annotated[
+    MedianPruning | PercentilePruning | SuccessiveHalving | Hyperband | Wilcoxon | NoPruning,
+    Field(discriminator="type"),
+    BeforeValidator(_default_type),
+]
+"""The ``pruner:`` section of a study file: one of the classes above, chosen by ``type``."""
