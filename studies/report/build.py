@@ -16,6 +16,7 @@ from plotly.offline import get_plotlyjs
 
 from studies.report import figures
 from studies.report.data import StudyData, load_study
+from studies.report.summary import summary_html
 from trainer.errors import UserError
 from trainer.tracking import tracking_uri
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 
 SECTIONS = (
+    "Summary",
     "Leaderboard",
     "Optimisation history",
     "Parallel coordinates",
@@ -53,7 +55,10 @@ def write_report(names: list[str], out: Path | None = None, top: int = 5) -> Pat
     folds = pd.concat([s.folds.assign(study=s.name) for s in studies], ignore_index=True)
     board = leaderboard(trials, folds, [k for s in studies for k in s.searched])
     board.to_csv(out.with_suffix(".csv"), index=False)
-    parts = [_table("Leaderboard", board.drop(columns=["run_url"]), links=board["run_url"])]
+    parts = [
+        summary_html(studies, trials),
+        _table("Leaderboard", board.drop(columns=["run_url"]), links=board["run_url"]),
+    ]
     if len(studies) > 1:
         parts.append(_table("Best of each study", _bests(board), links=None))
     parts += [
@@ -139,6 +144,7 @@ def _page(names: list[str], parts: list[str]) -> str:
         "body{font-family:sans-serif;margin:2em}"
         " table.board{border-collapse:collapse;font-size:12px}"
         " .board td,.board th{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right}"
+        " table.summary th{text-align:left;padding:2px 12px 2px 0}"
     )
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Study report: {heading}</title>"

@@ -133,6 +133,13 @@ def _fold_row(run: Run, trial_of: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def epochs_spent_and_saved(trials: pd.DataFrame) -> tuple[int, int]:
+    """Epochs the trials trained, and the epochs pruned trials did not train of their plan."""
+    pruned = trials[trials["state"] == "PRUNED"]
+    saved = int((pruned["epochs_planned"] - pruned["epochs_trained"]).clip(lower=0).sum())
+    return int(trials["epochs_trained"].sum()), saved
+
+
 def fold_histories(client: MlflowClient, folds: pd.DataFrame, trials: list[int]) -> pd.DataFrame:
     """Per-epoch ``val/acc`` of the folds of ``trials`` (one request per fold run)."""
     rows = []

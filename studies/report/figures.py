@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from plotly.subplots import make_subplots
 from sklearn.metrics import confusion_matrix
 
-from studies.report.data import StudyData, fold_histories
+from studies.report.data import StudyData, epochs_spent_and_saved, fold_histories
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def history_figure(trials: pd.DataFrame) -> go.Figure:
         rows = rows.sort_values("trial")
         done = rows[rows["state"] == "COMPLETE"]
         figure.add_scatter(x=done["trial"], y=done["value"], mode="markers", name=f"{study} value")
-        best = rows["value"].where(rows["state"] == "COMPLETE").cummax()
+        # Carried through pruned and failed trials: the best so far does not vanish with them.
+        best = rows["value"].where(rows["state"] == "COMPLETE").cummax().ffill()
         figure.add_scatter(x=rows["trial"], y=best, mode="lines", name=f"{study} best so far")
     return figure.update_layout(
         title="Optimisation history", xaxis_title="trial", yaxis_title="CV mean val accuracy"
@@ -62,18 +63,26 @@ def parallel_figure(complete: pd.DataFrame, keys: list[str]) -> go.Figure:
 def importance_figure(client: MlflowClient, studies: list[StudyData]) -> go.Figure:
     """Optuna's parameter importance, computed on the trials as the store has them."""
     figure = go.Figure()
-    notes = []
+    notes, bars = [], 0
     for study in studies:
         scores = _importances(client, study)
         if scores:
-            figure.add_bar(
-                x=list(scores.values()), y=list(scores.keys()), orientation="h", name=study.name
-            )
+            names = list(scores)[::-1]  # most important on top
+            figure.add_bar(x=[scores[n] for n in names], y=names, orientation="h", name=study.name)
+            bars += len(names)
         else:
             notes.append(f"{study.name}: needs at least two complete trials with varied parameters")
-    figure.update_layout(title="Parameter importance", xaxis_title="importance")
-    for note in notes:
-        figure.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    figure.update_layout(
+        title="Parameter importance",
+        xaxis_title="importance",
+        barmode="group",
+        height=max(300, 120 + 28 * bars),  # one readable row per bar
+        yaxis={"automargin": True},
+    )
+    for index, note in enumerate(notes):
+        figure.add_annotation(
+            text=note, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5 - 0.1 * index
+        )
     return figure
 
 
@@ -112,8 +121,11 @@ def _distributions(logged: dict[str, Any]) -> dict[str, optuna.distributions.Bas
     return space
 
 
+MIN_BOX_POINTS = 5  # fewer trials per backbone are drawn as points only: a box of 1-2 misleads
+
+
 def backbone_figure(complete: pd.DataFrame) -> go.Figure:
-    """Value by backbone (box with every trial as a point), per study."""
+    """Value by backbone, every trial a point, per study; boxes where each group has enough."""
     backbone = (
         complete["model.backbone"]
         if "model.backbone" in complete
@@ -121,7 +133,17 @@ def backbone_figure(complete: pd.DataFrame) -> go.Figure:
     )
     figure = go.Figure()
     for study, rows in complete.groupby("study", sort=False):
-        figure.add_box(x=backbone[rows.index], y=rows["value"], name=str(study), boxpoints="all")
+        boxed = backbone[rows.index].value_counts().min() >= MIN_BOX_POINTS
+        hidden = {"fillcolor": "rgba(0,0,0,0)", "line": {"color": "rgba(0,0,0,0)"}}
+        figure.add_box(
+            x=backbone[rows.index],
+            y=rows["value"],
+            name=str(study),
+            boxpoints="all",
+            jitter=0.3,
+            pointpos=0,
+            **({} if boxed else hidden),
+        )
     return figure.update_layout(
         title="Value by backbone", boxmode="group", yaxis_title="CV mean val accuracy"
     )
@@ -201,9 +223,7 @@ def cost_figure(trials: pd.DataFrame) -> go.Figure:
                 row=1,
                 col=column,
             )
-    pruned = trials[trials["state"] == "PRUNED"]
-    saved = int((pruned["epochs_planned"] - pruned["epochs_trained"]).clip(lower=0).sum())
-    spent = int(trials["epochs_trained"].sum())
+    spent, saved = epochs_spent_and_saved(trials)
     share = saved / (saved + spent) if saved + spent else 0.0
     title = f"Pruning and cost: pruning saved {saved} epochs ({share:.0%} of the work without it)"
     return figure.update_layout(title=title)
