@@ -1,4 +1,4 @@
-"""``trainer`` command line: fit, predict, sample-data, cache.
+"""``trainer`` command line: explore, fit, predict, sample-data, cache.
 
 Errors the user can fix print one line on stderr and exit 2; ``--debug`` shows the traceback.
 """
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainer", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_explore(commands)
 
     fit = commands.add_parser("fit", help="cross-validate (and refit) a config")
     fit.add_argument("config", type=Path, nargs="?", help="YAML config file")
@@ -70,6 +71,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_explore(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explore = commands.add_parser(
+        "explore", help="look at the data: classes, splits, files, duplicates, thumbnails"
+    )
+    explore.add_argument(
+        "target", type=Path, help="YAML config file, or a folder of class folders / a CSV"
+    )
+    explore.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set experiment=mine (repeatable)",
+    )
+    explore.add_argument(
+        "--near-distance",
+        type=_bits,
+        default=None,
+        metavar="BITS",
+        help="near duplicates differ in at most BITS of 64 perceptual-hash bits (default 4)",
+    )
+    explore.set_defaults(handler=_explore)
+
+
 def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     predict = commands.add_parser("predict", help="classify images with a checkpoint")
     predict.add_argument(
@@ -87,6 +113,13 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="unreadable images: skip and list them in OUT.skipped.csv, or stop",
     )
     predict.set_defaults(handler=_predict)
+
+
+def _bits(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 32 bits, got {text}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -175,6 +208,21 @@ def _fit(args: argparse.Namespace) -> int:
     if "refit" in summary:
         line += f"; holdout acc {summary['refit']['test/acc']:.4f}"
     log.info("%s; outputs in %s", line, summary["run_dir"])
+    return 0
+
+
+def _explore(args: argparse.Namespace) -> int:
+    from trainer.explore.duplicates import NEAR_DISTANCE
+    from trainer.explore.report import config_for, format_table, summary_rows, warning
+    from trainer.explore.run import explore
+
+    config = config_for(args.target, args.overrides)
+    near = NEAR_DISTANCE if args.near_distance is None else args.near_distance
+    found = explore(config, near)
+    print(format_table(summary_rows(found, config.experiment)))
+    line = warning(found, args.target)
+    if line:
+        log.warning("%s", line)
     return 0
 
 
