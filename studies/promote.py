@@ -3,6 +3,8 @@
 1. The best COMPLETE trial (CV mean, ties: lower CV std) is read from the tracking store.
 2. Its logged config is refit on all non-test data as a run nested under the trial run (an
    earlier refit of the same trial and data digest is reused) and scored on the study's holdout.
+   The trainer's own rules apply: the config is rebuilt as ``trainer fit --from-run`` does
+   (execution mode pinned, split file restored) and trains ``trainer.folds.refit_epochs``.
 3. The refit's model becomes a new version of the registered model, alias ``challenger``, with
    tags naming the study, trial, runs, data digest, split file and holdout accuracy.
 4. ``champion`` moves to it only if it beats the current champion on the same holdout (same
@@ -13,29 +15,28 @@
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import pandas as pd
-import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from scipy.stats import binomtest
 
 from studies.report.data import load_study
-from trainer.config import Config, config_from_dict
 from trainer.errors import UserError
 from trainer.fit import refit_only
+from trainer.folds import refit_epochs
 from trainer.tracking import MODEL_URI_TAG, PARENT_RUN_TAG, MlflowTracker, tracking_uri
+from trainer.tracking.runs import config_from_run, fold_results
 
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 REFIT_OF = "promote.refit_of"  # tag on a promotion refit run: the trial run it refits
+REFIT_SETTINGS = ["tracking.enabled=true", "tracking.log_model=true"]  # a refit logs its model
 
 
 @dataclass(frozen=True)
@@ -76,37 +77,20 @@ def _refit(client: MlflowClient, experiment_id: str, trial_run_id: str) -> Refit
         if run.data.tags.get("data.digest") == digest:
             log.info("reusing refit run %s of this trial and data", run.info.run_id)
             return _refit_of(client, run.info.run_id)
-    config = _trial_config(client, trial_run_id)
-    epochs = _refit_epochs(
-        config.train.epochs,
-        config.train.early_stopping_patience,
-        trial.data.metrics.get("cv/best_epoch_mean"),
-    )
+    # The trial's fit reproduced as `trainer fit --from-run` does (execution mode pinned, split
+    # file restored), refit for as many epochs as the trainer's own refit would train.
+    config, trial_tags = config_from_run(trial_run_id, REFIT_SETTINGS, client)
+    epochs = refit_epochs(config, fold_results(trial_run_id, client))
     tags = {
         PARENT_RUN_TAG: trial_run_id,
         REFIT_OF: trial_run_id,
         "mlflow.runName": f"refit-{trial.info.run_name}",
     }
-    tracker = MlflowTracker(config.tracking, config.experiment, extra_tags=tags)
+    tracker = MlflowTracker(
+        config.tracking, config.experiment, reference_tags=trial_tags, extra_tags=tags
+    )
     refit_only(config, epochs, [tracker])
     return _refit_of(client, tracker.parent_id)
-
-
-def _trial_config(client: MlflowClient, run_id: str) -> Config:
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            path = Path(client.download_artifacts(run_id, "config.yaml", scratch))
-        except (MlflowException, OSError) as exc:
-            raise UserError(f"trial run {run_id} has no logged config.yaml to refit") from exc
-        raw = yaml.safe_load(path.read_text())
-    raw["tracking"] = {**raw.get("tracking", {}), "enabled": True, "log_model": True}
-    return config_from_dict(raw, source=f"run {run_id}")
-
-
-def _refit_epochs(epochs: int, patience: int | None, best_epoch_mean: float | None) -> int:
-    if patience is None or best_epoch_mean is None:
-        return epochs
-    return max(1, math.floor(best_epoch_mean + 0.5) + 1)
 
 
 def _refit_of(client: MlflowClient, run_id: str) -> Refit:
@@ -157,23 +141,14 @@ def _register(
 def _decide(
     client: MlflowClient, name: str, version: ModelVersion, refit: Refit, force: bool
 ) -> None:
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        champion = None
+    """Move ``champion`` to ``version`` if it beats the champion on the same holdout (or with
+    ``force``); the comparison is recorded as tags of ``version``."""
+    champion = _champion(client, name)
     number = version.version
     if champion is None:
         _crown(client, name, number, "first version of the model")
         return
-    same_holdout = (champion.tags.get("data_digest"), champion.tags.get("split_file")) == (
-        refit.data_digest,
-        refit.split_file,
-    )
-    if not same_holdout and not force:
-        raise UserError(
-            f"champion version {champion.version} of {name} was scored on another holdout "
-            f"(data digest or split file differ); cannot compare. Use --force to replace it anyway"
-        )
+    same_holdout = _same_holdout(name, champion, refit, force)
     champion_acc = float(champion.tags.get("holdout_acc", "nan"))
     p_value = _mcnemar(client, champion, refit) if same_holdout else float("nan")
     evidence = {
@@ -188,12 +163,8 @@ def _decide(
         client.set_model_version_tag(name, number, "forced", "true")
         _crown(client, name, number, f"forced over version {champion.version}")
     elif refit.holdout_acc > champion_acc:
-        _crown(
-            client,
-            name,
-            number,
-            f"holdout {refit.holdout_acc:.4f} > {champion_acc:.4f} (McNemar p = {p_value:.3g})",
-        )
+        better = f"{refit.holdout_acc:.4f} > {champion_acc:.4f} (McNemar p = {p_value:.3g})"
+        _crown(client, name, number, f"holdout {better}")
     else:
         client.set_model_version_tag(name, number, "decision", "kept champion")
         log.info(
@@ -204,6 +175,29 @@ def _decide(
             champion_acc,
             p_value,
         )
+
+
+def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
+    """The version ``champion`` points to; None before the first promotion."""
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def _same_holdout(name: str, champion: ModelVersion, refit: Refit, force: bool) -> bool:
+    """Whether both were scored on the same holdout (data digest and split file); refuses to
+    compare across holdouts unless ``force``."""
+    same = (champion.tags.get("data_digest"), champion.tags.get("split_file")) == (
+        refit.data_digest,
+        refit.split_file,
+    )
+    if not same and not force:
+        raise UserError(
+            f"champion version {champion.version} of {name} was scored on another holdout "
+            f"(data digest or split file differ); cannot compare. Use --force to replace it anyway"
+        )
+    return same
 
 
 def _crown(client: MlflowClient, name: str, version: str, reason: str) -> None:

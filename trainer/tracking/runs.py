@@ -1,4 +1,5 @@
-"""Reproduce a logged fit: its config (execution mode pinned) and its split file."""
+"""Reproduce a logged fit: its config (execution mode pinned), its split file and its folds'
+results, for ``trainer fit --from-run`` and for ``studies promote``'s refit of a trial."""
 
 from __future__ import annotations
 
@@ -14,18 +15,21 @@ from mlflow.exceptions import MlflowException
 from trainer.config import Config, apply_overrides, config_from_dict
 from trainer.errors import UserError
 from trainer.runtime import select_device
-from trainer.tracking.store import tracking_uri
+from trainer.tracking.store import PARENT_RUN_TAG, tracking_uri
 
 log = logging.getLogger(__name__)
 
 
-def config_from_run(run_id: str, overrides: list[str]) -> tuple[Config, dict[str, str]]:
+def config_from_run(
+    run_id: str, overrides: list[str], client: MlflowClient | None = None
+) -> tuple[Config, dict[str, str]]:
     """The config of a logged fit (with ``overrides``), ready to reproduce it, and its tags.
 
     The original's execution mode is pinned (``precision: auto`` measures again otherwise and
     may choose differently), and its split file is restored from the run if it is missing.
+    ``client`` reads the run (default: the store at ``tracking_uri()``).
     """
-    client = MlflowClient(tracking_uri())
+    client = client or MlflowClient(tracking_uri())
     try:
         run = client.get_run(run_id)
         with tempfile.TemporaryDirectory() as scratch:
@@ -41,6 +45,21 @@ def config_from_run(run_id: str, overrides: list[str]) -> tuple[Config, dict[str
     config = config_from_dict(apply_overrides(raw, [*pinned, *overrides]), source=f"run {run_id}")
     _restore_split_file(client, run_id, config, tags.get("data.split_file", ""))
     return config, tags
+
+
+def fold_results(run_id: str, client: MlflowClient | None = None) -> list[dict[str, float]]:
+    """The metrics each fold run of a logged fit ended with (``best/epoch``, ``best/val_acc``,
+    ...), in fold order: what ``trainer.folds.refit_epochs`` reads of a fit's folds."""
+    client = client or MlflowClient(tracking_uri())
+    run = client.get_run(run_id)
+    folds = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.`{PARENT_RUN_TAG}` = '{run_id}' and tags.fold LIKE 'fold-%'",
+    )
+    if not folds:
+        raise UserError(f"run {run_id} in {client.tracking_uri} has no fold runs")
+    ordered = sorted(folds, key=lambda fold: int(fold.data.tags["fold"].removeprefix("fold-")))
+    return [dict(fold.data.metrics) for fold in ordered]
 
 
 def _pinned_execution(runtime: dict[str, Any], device: str) -> list[str]:
