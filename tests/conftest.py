@@ -1,7 +1,9 @@
-"""Shared fixtures: a small real dataset and the demo config shrunk to seconds on CPU."""
+"""Shared fixtures: a small real dataset, the demo config shrunk to seconds on CPU, and a small
+study file with a helper that runs it with chosen first trials."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,46 @@ def small_config(data_root: Path, out_dir: Path, **sections: dict[str, Any]) -> 
 def config(digits_dir: Path, tmp_path: Path) -> Config:
     """A fresh small config writing into this test's temporary folder."""
     return small_config(digits_dir, tmp_path / "outputs")
+
+
+def study_file(tmp_path: Path, digits_dir: Path, **changes: Any) -> Path:
+    """A study of the digits in seconds (2 folds, 2 epochs, 16 px, test_resnet) searching
+    ``train.lr``, written to ``tmp_path/study.yaml``; ``changes`` replace top-level keys."""
+    study: dict[str, Any] = {
+        "name": "unit-study",
+        "n_trials": 4,
+        "base": {
+            "seed": 1,
+            "data": {"root": str(digits_dir), "folds": 2, "num_workers": 0, "cache_mb": 64},
+            "model": {"backbone": "test_resnet", "pretrained": False},
+            "augment": {"hflip_p": 0.0},
+            "train": {"image_size": 16, "batch_size": 8, "epochs": 2},
+            "runtime": {"precision": "fp32", "channels_last": False, "progress": False},
+            "output": {"dir": str(tmp_path / "out")},
+            "tracking": {"log_model": False, "plots": False},
+        },
+        "search_space": {"train.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}},
+        "sampler": {"seed": 3, "n_startup_trials": 2},
+        "pruner": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+    }
+    study.update(changes)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def run_study_with_lrs(path: Path, journal: Path, lrs: Iterable[float]) -> None:
+    """``studies run`` the study file at ``path`` in the journal storage ``journal``, its first
+    trials enqueued with these ``train.lr`` values (a good lr, 1e-2, or a useless one, 1e-8)."""
+    import optuna
+
+    from studies.cli import main
+    from studies.storage import open_storage
+
+    name = yaml.safe_load(path.read_text())["name"]
+    study = optuna.create_study(
+        study_name=name, storage=open_storage(str(journal)).storage, direction="maximize"
+    )
+    for lr in lrs:
+        study.enqueue_trial({"train.lr": lr})
+    assert main(["run", str(path), "--storage", str(journal)]) == 0

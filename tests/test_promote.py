@@ -9,38 +9,36 @@ import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import optuna
 import pytest
 import yaml
 from mlflow import MlflowClient
 
 from studies.cli import main as studies
-from studies.promote import REFIT_OF
-from studies.storage import open_storage
+from studies.promote import REFIT_OF, promote
 from trainer.cli import main as trainer
 from trainer.errors import UserError
 
+from .conftest import run_study_with_lrs, study_file
 from .servers import background_server, free_port, venv_tool
-from .test_studies import study_file
 
 pytestmark = pytest.mark.slow
 MODEL = "digits-classifier"
 
 
-def run_study(root: Path, digits_dir: Path, name: str, lr: float, seed: int = 1) -> None:
+def run_study(
+    root: Path, digits_dir: Path, name: str, lr: float, seed: int = 1, **train: Any
+) -> None:
     folder = root / name
     folder.mkdir()
     path = study_file(folder, digits_dir, name=name, n_trials=1, pruner={"type": "none"})
     raw = yaml.safe_load(path.read_text())
     raw["base"]["seed"] = seed
+    raw["base"]["train"].update(train)
     raw["base"]["output"]["dir"] = str(root / "out")  # one split file for studies of one seed
     path.write_text(yaml.safe_dump(raw))
-    journal = root / "journal.log"
-    optuna.create_study(
-        study_name=name, storage=open_storage(str(journal)).storage, direction="maximize"
-    ).enqueue_trial({"train.lr": lr})
-    assert studies(["run", str(path), "--storage", str(journal)]) == 0
+    run_study_with_lrs(path, root / "journal.log", [lr])
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +127,6 @@ def test_another_holdout_is_refused(promoted: dict[str, object], digits_dir: Pat
     assert isinstance(root, Path)
     run_study(root, digits_dir, "other-split", lr=1e-2, seed=2)
     with pytest.raises(UserError, match="scored on another holdout"):
-        from studies.promote import promote
-
         promote("other-split", MODEL)
 
 
@@ -187,3 +183,17 @@ def test_served_champion_answers_invocations(
         == 0
     )
     assert served == [r["predicted"] for r in csv.DictReader(out.open())]
+
+
+def test_promotion_refits_for_train_refit_epochs(
+    digits_dir: Path, tmp_path: Path, session_store: str
+) -> None:
+    """The refit length a study's base config sets is the one promotion trains (it used to be
+    ignored: promotion had its own copy of the trainer's refit-epoch rule)."""
+    run_study(tmp_path, digits_dir, "refit-epochs", lr=1e-2, epochs=1, refit_epochs=2)
+    version = promote("refit-epochs", "refit-epochs-model")
+    client = MlflowClient(session_store)
+    refit = client.get_run(version.tags["predictions_run_id"])
+    assert refit.info.run_name == "refit"
+    assert refit.data.metrics["epochs_trained"] == 2
+    assert len(client.get_metric_history(refit.info.run_id, "train/loss")) == 2

@@ -6,7 +6,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
 import yaml
@@ -14,10 +13,9 @@ from mlflow import MlflowClient
 
 from studies.cli import main
 from studies.report.build import SECTIONS, write_report
-from studies.storage import open_storage
 from trainer.errors import UserError
 
-from .test_studies import study_file
+from .conftest import run_study_with_lrs, study_file
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +31,7 @@ def two_studies(
         journal = root / "journal.log"
         (root / "a").mkdir()
         first = study_file(root / "a", digits_dir, name="report-a", n_trials=3)
-        study = optuna.create_study(
-            study_name="report-a", storage=open_storage(str(journal)).storage, direction="maximize"
-        )
-        for lr in (1e-2, 1e-2, 1e-8):
-            study.enqueue_trial({"train.lr": lr})
-        assert main(["run", str(first), "--storage", str(journal)]) == 0
+        run_study_with_lrs(first, journal, (1e-2, 1e-2, 1e-8))
         (root / "b").mkdir()
         second = study_file(root / "b", digits_dir, name="report-b", n_trials=2)
         raw = yaml.safe_load(second.read_text())

@@ -23,33 +23,10 @@ from studies.config import load_study_config
 from studies.storage import open_storage
 from trainer.errors import UserError
 
+from .conftest import study_file
 from .servers import background_server, free_port, venv_tool
 
 pytestmark = pytest.mark.slow
-
-
-def study_file(tmp_path: Path, digits_dir: Path, **changes: Any) -> Path:
-    study: dict[str, Any] = {
-        "name": "unit-study",
-        "n_trials": 4,
-        "base": {
-            "seed": 1,
-            "data": {"root": str(digits_dir), "folds": 2, "num_workers": 0, "cache_mb": 64},
-            "model": {"backbone": "test_resnet", "pretrained": False},
-            "augment": {"hflip_p": 0.0},
-            "train": {"image_size": 16, "batch_size": 8, "epochs": 2},
-            "runtime": {"precision": "fp32", "channels_last": False, "progress": False},
-            "output": {"dir": str(tmp_path / "out")},
-            "tracking": {"log_model": False, "plots": False},
-        },
-        "search_space": {"train.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}},
-        "sampler": {"seed": 3, "n_startup_trials": 2},
-        "pruner": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
-    }
-    study.update(changes)
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(study))
-    return path
 
 
 def trials(journal: Path, name: str = "unit-study") -> list[optuna.trial.FrozenTrial]:
