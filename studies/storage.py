@@ -26,7 +26,7 @@ from optuna.storages import (
 )
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-from trainer.errors import UserError
+from trainer.errors import UserError, one_line
 from trainer.remote import redact
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,9 @@ def open_storage(url: str | None) -> StorageHandle:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
     except Exception as exc:  # SQLAlchemy's connection and driver errors have no common base
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise UserError(
-            f"cannot open study storage {redact(url)}: {first}; check the URL (--storage or "
-            "storage: in the study file) and that the database is running"
+            f"cannot open study storage {redact(url)}: {one_line(exc, 200)}; check the URL "
+            "(--storage or storage: in the study file) and that the database is running"
         ) from exc
     digest = hashlib.sha256(redact(url).encode()).hexdigest()[:16]
     lock = DEFAULT_JOURNAL.parent.resolve() / f"rdb-{digest}.trials.lock"

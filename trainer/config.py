@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from trainer.errors import UserError
+from trainer.errors import UserError, one_line
 
 
 class _Section(BaseModel):
@@ -147,7 +147,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise UserError(f"{path}: not valid YAML: {one_line(exc)}") from exc
     if not isinstance(raw, dict):
         raise UserError(
             f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"

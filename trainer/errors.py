@@ -19,9 +19,19 @@ class DeviceOutOfMemoryError(UserError):
     """The device ran out of memory; the message says which settings to lower."""
 
 
-def one_line(message: str) -> str:
-    """The message's first line; for an error re-raised from a DataLoader worker (which carries
-    the worker's traceback), the original error's own line."""
+def one_line(message: str | BaseException, limit: int | None = None) -> str:
+    """The message's first line, cut to ``limit`` characters when given.
+
+    For an error re-raised from a DataLoader worker (which carries the worker's traceback), the
+    original error's own line. An exception without a message gives its type's name.
+    """
+    text = _first_line(str(message))
+    if not text and isinstance(message, BaseException):
+        text = type(message).__name__
+    return text if limit is None else text[:limit]
+
+
+def _first_line(message: str) -> str:
     lines = [line for line in message.strip().splitlines() if line.strip()]
     if not lines:
         return ""

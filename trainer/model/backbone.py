@@ -1,4 +1,8 @@
-"""Create timm backbones with a new classifier head, from the hub, a local file, or random init."""
+"""Create timm backbones with a new classifier head, from the hub, a local file, or random init.
+
+The one caller of ``timm.create_model``: training, prediction and the checks before either
+build their models here.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from timm.utils.model import freeze
 from torch import nn
 
 from trainer.config import ModelConfig
-from trainer.errors import UserError
+from trainer.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,12 @@ def create_model(config: ModelConfig, num_classes: int) -> nn.Module:
     return model
 
 
+def create_probe(backbone: str, num_classes: int = 2) -> nn.Module:
+    """An unpretrained ``backbone`` (random weights, nothing downloaded) for checks before
+    training: the input size it takes, its data spec, timing the execution modes."""
+    return create_model(ModelConfig(backbone=backbone, pretrained=False), num_classes)
+
+
 def freeze_backbone(model: nn.Module) -> None:
     """Train only the classifier: backbone weights fixed and its BatchNorm statistics too."""
     head = set(map(id, _classifier(model).parameters()))
@@ -98,7 +108,7 @@ def check_input_size(model: nn.Module, image_size: int, backbone: str) -> None:
     except torch.OutOfMemoryError:
         raise
     except (RuntimeError, AssertionError, ValueError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        reason = one_line(exc, 160)
         raise UserError(
             f"model.backbone {backbone} cannot take {image_size} px images ({reason}); set "
             f"train.image_size to a size it accepts (its default is {default})"
@@ -141,12 +151,14 @@ def _check_weights_fit(model: nn.Module, path: Path) -> None:
 
 
 def _describe_load_failure(config: ModelConfig, exc: Exception) -> str:
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    first_line = one_line(exc, 200)
     if config.weights is not None:
         return (
             f"could not load weights {config.weights} into {config.backbone}: {first_line} "
             "(the file must be a state dict for this backbone)"
         )
+    if not config.pretrained:  # nothing was downloaded: timm itself refused
+        return f"could not create model.backbone {config.backbone}: {first_line}"
     return (
         f"could not download pretrained weights for '{config.backbone}' from the Hugging Face hub "
         f"({first_line}); offline? save the weights once and set model.weights: PATH "

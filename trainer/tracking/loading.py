@@ -18,7 +18,7 @@ import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
 
-from trainer.errors import UserError
+from trainer.errors import UserError, one_line
 from trainer.model.checkpoint import METADATA, WEIGHTS, Checkpoint
 from trainer.predict import Predictor
 from trainer.tracking.served import CHECKPOINT_ARTIFACT
@@ -44,8 +44,7 @@ def load_logged_model(uri: str) -> Predictor:
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch))
         except (MlflowException, OSError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise UserError(f"cannot load model {uri}: {first}") from exc
+            raise UserError(f"cannot load model {uri}: {one_line(exc, 200)}") from exc
         return Predictor(trainer_checkpoint(local, uri))
 
 
