@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from trainer.config import ModelConfig
 from trainer.errors import UserError
-from trainer.model.backbone import create_model, trainable_parameters
+from trainer.model.backbone import create_model, create_probe, trainable_parameters
 
 
 def test_unknown_backbone_suggests_close_matches() -> None:
@@ -99,3 +99,29 @@ def test_pickled_weights_are_never_executed(tmp_path: Path) -> None:
         create_model(ModelConfig(backbone="test_resnet", weights=malicious), 3)
     assert "\n" not in str(caught.value)
     assert not marker.exists()  # loaded with weights_only=True: the payload never ran
+
+
+def test_a_probe_is_unpretrained_without_download_and_checks_the_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no weights needed
+    probe = create_probe("test_resnet")
+    assert probe.get_classifier().out_features == 2
+    assert all(p.requires_grad for p in probe.parameters())
+    assert create_probe("test_resnet", 5).get_classifier().out_features == 5
+    with pytest.raises(UserError, match="unknown backbone 'resnet181'"):
+        create_probe("resnet181")
+
+
+def test_timm_refusing_a_random_init_is_not_called_a_download_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("\n  no such variant here\nsecond line")
+
+    monkeypatch.setattr(timm, "create_model", refuse)
+    with pytest.raises(UserError) as info:
+        create_probe("test_resnet")
+    assert str(info.value) == "could not create model.backbone test_resnet: no such variant here"

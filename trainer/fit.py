@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 
 from trainer.callbacks import Callback, CallbackList, FitInfo
@@ -36,8 +35,8 @@ from trainer.data.transforms import Pipeline, Resize
 from trainer.engine import Normalize
 from trainer.errors import DeviceOutOfMemoryError, one_line
 from trainer.folds import FoldRunner, refit_epochs
-from trainer.model.backbone import check_backbone, check_input_size, data_spec
-from trainer.runtime import resolve_execution, seed_everything, select_device
+from trainer.model.backbone import DataSpec, check_input_size, create_probe, data_spec
+from trainer.runtime import resolve_execution, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +111,10 @@ def planned_steps(config: Config, splits: Splits) -> int:
 
 def prepare(config: Config) -> Prepared:
     """Find the images, fix the splits, pick the execution mode and make the run folder."""
-    check_backbone(config.model.backbone)
-    probe = timm.create_model(config.model.backbone, pretrained=False, num_classes=2)
+    probe = create_probe(config.model.backbone)  # the backbone is checked here, once
     check_input_size(probe, config.train.image_size, config.model.backbone)  # before the scan
     seed_everything(config.seed, config.runtime.deterministic, config.runtime.cudnn_benchmark)
     samples, digest, bad, splits = _load_data(config)
-    spec = data_spec(probe)
     execution = resolve_execution(
         config.runtime,
         probe,
@@ -140,17 +137,23 @@ def prepare(config: Config) -> Prepared:
         n_folds=splits.n_folds,
         skipped=tuple(bad),
     )
+    runner = _runner(info, data_spec(probe))
+    _log_start(info)
+    return Prepared(info=info, runner=runner)
+
+
+def _runner(info: FitInfo, spec: DataSpec) -> FoldRunner:
+    """The folds' shared parts; the device is the one the execution mode was settled on."""
+    config = info.config
     resize = Resize(config.train.image_size)
-    runner = FoldRunner(
+    return FoldRunner(
         info=info,
-        cache=CACHES.get(digest, samples.paths, resize, config.data.cache_mb),
+        cache=CACHES.get(info.data_digest, info.samples.paths, resize, config.data.cache_mb),
         train_pipeline=Pipeline(config.train.image_size, config.augment),
         eval_pipeline=Pipeline(config.train.image_size, None),
         normalize=Normalize(spec.mean, spec.std),
-        loading=loader_settings(config.data.num_workers, select_device(config.runtime.device)),
+        loading=loader_settings(config.data.num_workers, info.execution.device),
     )
-    _log_start(info)
-    return Prepared(info=info, runner=runner)
 
 
 def _load_data(config: Config) -> tuple[Samples, str, list[BadImage], Splits]:

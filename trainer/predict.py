@@ -14,17 +14,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 
+from trainer.config import ModelConfig
 from trainer.data.dataset import IMAGE_EXTENSIONS, printable
 from trainer.data.images import ImageReadError, decode_rgb, read_rgb
 from trainer.data.scan import BadImage, write_bad_images
 from trainer.data.transforms import Pipeline, Resize
 from trainer.engine import Normalize, predict
 from trainer.errors import UserError
-from trainer.model.backbone import freeze_backbone
+from trainer.model.backbone import create_model, to_device
 from trainer.model.checkpoint import Checkpoint, load_state
 from trainer.runtime import Execution, cpu_supports_bf16, select_device
 
@@ -37,18 +37,17 @@ class Predictor:
     def __init__(self, checkpoint: Checkpoint, device: str = "auto") -> None:
         meta = checkpoint.meta
         self.class_names = checkpoint.class_names
-        self.model: nn.Module = timm.create_model(
-            meta["backbone"], pretrained=False, num_classes=len(self.class_names)
+        # Frozen like in training: the same module types (frozen BatchNorm) take the weights.
+        frozen = bool(meta["config"]["model"]["freeze_backbone"])
+        self.model: nn.Module = create_model(
+            ModelConfig(backbone=meta["backbone"], pretrained=False, freeze_backbone=frozen),
+            len(self.class_names),
         )
-        if meta["config"]["model"]["freeze_backbone"]:
-            freeze_backbone(self.model)  # same module types (frozen BatchNorm) as in training
         load_state(self.model, checkpoint)
         resolved = select_device(device)
         precision = _usable_precision(resolved, str(meta["precision"]))
         self.execution = Execution(resolved, precision, bool(meta["channels_last"]))
-        self.model.to(self.execution.device)
-        if self.execution.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.model = to_device(self.model, self.execution.device, self.execution.channels_last)
         self.image_size = int(meta["image_size"])
         self.resize = Resize(self.image_size)
         self.pipeline = Pipeline(self.image_size, None)
