@@ -30,6 +30,7 @@ import torch
 from bench.common import save
 from bench.input_pipeline import jpeg_folder
 from trainer.callbacks import Callback, FoldInfo
+from trainer.metrics import TRAIN_NAMES
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ class EpochSeconds(Callback):
         self.seconds: list[float] = []
 
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
-        self.seconds.append(metrics["epoch/seconds"])
+        self.seconds.append(metrics[TRAIN_NAMES["seconds"]])
 
 
 def first_epoch_penalty(settings: Settings, root: Path) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Report scaling: `studies report` on synthetic stores of 100, 1000 (and 5000) runs.
 
 Each store holds one study run, T trial runs and 5 fold runs per trial with 10 epochs of the
-seven per-epoch metrics, logged through MlflowClient as `studies run` would. The figure is the
-report's wall time per size, and the ratio of the largest to the 1000-run time against the ratio
-of their run counts (1.0 = exactly linear).
+per-epoch metrics (`trainer.metrics`), logged through MlflowClient as `studies run` would. The
+figure is the report's wall time per size, and the ratio of the largest to the 1000-run time
+against the ratio of their run counts (1.0 = exactly linear).
 """
 
 from __future__ import annotations
@@ -22,17 +22,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from bench.common import save, timed
+from trainer.metrics import EPOCH_METRICS
 
 FOLDS, EPOCHS = 5, 10
-EPOCH_KEYS = (
-    "train/loss",
-    "train/acc",
-    "val/loss",
-    "val/acc",
-    "lr",
-    "epoch/seconds",
-    "epoch/images_per_second",
-)
 
 
 def add_trial(
@@ -76,7 +68,7 @@ def add_trial(
         history = [
             Metric(key, value * (e + 1) / EPOCHS, now, e)
             for e in range(EPOCHS)
-            for key in EPOCH_KEYS
+            for key in EPOCH_METRICS
         ]
         history.append(Metric("best/val_acc", value, now, 0))
         client.log_batch(child.info.run_id, metrics=history)

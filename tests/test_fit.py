@@ -12,12 +12,11 @@ import pytest
 from trainer.callbacks import Callback, FitInfo, FoldInfo
 from trainer.data.dataset import find_samples
 from trainer.fit import fit
+from trainer.metrics import EPOCH_METRICS, QUALITY_METRICS
 from trainer.model.checkpoint import find_checkpoint
 from trainer.predict import Predictor
 
 from .conftest import small_config
-
-QUALITY = ("train/loss", "train/acc", "val/loss", "val/acc", "lr")
 
 
 class Recorder(Callback):
@@ -47,7 +46,7 @@ class Recorder(Callback):
         self.events.append(("fit_error", type(error).__name__))
 
     def quality(self) -> list[tuple[str, int, dict[str, float]]]:
-        return [(f, e, {k: m[k] for k in QUALITY if k in m}) for f, e, m in self.epochs]
+        return [(f, e, {k: m[k] for k in QUALITY_METRICS if k in m}) for f, e, m in self.epochs]
 
 
 def run(
@@ -90,7 +89,7 @@ def test_hooks_in_order_and_metrics_complete(digits_dir: Path, tmp_path: Path) -
         "fit_end",
     ]
     fold_metrics = recorder.epochs[0][2]
-    assert set(fold_metrics) == {*QUALITY, "epoch/seconds", "epoch/images_per_second"}
+    assert set(fold_metrics) == set(EPOCH_METRICS)
     assert {"cv/val_acc_mean", "cv/val_acc_std", "cv/best_epoch_mean"} <= set(summary)
     refit = summary["refit"]
     assert 0 <= refit["test/acc"] <= 1

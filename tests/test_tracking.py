@@ -17,21 +17,12 @@ from trainer.callbacks import Callback, FoldInfo
 from trainer.cli import main
 from trainer.config import Config, flatten
 from trainer.fit import fit
+from trainer.metrics import EPOCH_METRICS
 from trainer.model.checkpoint import find_checkpoint
 from trainer.predict import Predictor
 from trainer.tracking import MlflowTracker
 
 from .conftest import small_config
-
-EPOCH_METRICS = (
-    "train/loss",
-    "train/acc",
-    "val/loss",
-    "val/acc",
-    "lr",
-    "epoch/seconds",
-    "epoch/images_per_second",
-)
 
 
 @pytest.fixture

@@ -63,7 +63,8 @@ class Callback:
         """Before a fold (or the refit) trains."""
 
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
-        """After an epoch; ``metrics`` has train/*, val/* (folds only), lr, epoch/*."""
+        """After an epoch; ``metrics`` are named in ``trainer.metrics`` (``EPOCH_METRICS``;
+        the refit has no validation metrics)."""
 
     def on_checkpoint(self, fold: FoldInfo, epoch: int, directory: Path) -> None:
         """An epoch's checkpoint was written to ``directory`` (``log_checkpoints: all``)."""

@@ -73,38 +73,53 @@ def train_one_epoch(
     progress: BatchProgress | None = None,
     normalize: Normalize | None = None,
 ) -> dict[str, float]:
-    """One pass over ``batches``.
+    """One pass over ``batches``, the scheduler stepped after each.
 
-    Returns ``loss``, ``acc``, ``lr`` (of the epoch's last batch), ``seconds`` and
-    ``images_per_second``.
+    Returns ``trainer.metrics.TRAIN_KEYS``: ``loss``, ``acc``, ``lr`` (of the epoch's last
+    batch), ``seconds`` and ``images_per_second``.
     """
     model.train()
     scaler = torch.amp.GradScaler(execution.device.type, enabled=execution.needs_grad_scaler)
-    loss_sum = torch.zeros((), device=execution.device, dtype=torch.float64)
-    correct = torch.zeros((), device=execution.device, dtype=torch.int64)
-    seen, lr = 0, float(optimizer.param_groups[0]["lr"])
+    tally = _Tally(execution.device)
+    lr = float(optimizer.param_groups[0]["lr"])
     start = time.perf_counter()
     for images, labels in batches:
         images, labels = _to_device(images, labels, execution, normalize)
         lr = float(optimizer.param_groups[0]["lr"])
         logits, loss = _train_step(model, images, labels, loss_fn, optimizer, scaler, execution)
         scheduler.step()
-        loss_sum += loss.detach() * len(labels)
-        correct += (logits.detach().argmax(dim=1) == labels).sum()
-        seen += len(labels)
+        tally.add(logits, labels, loss)
         if progress is not None:
             progress(len(labels), loss)
     seconds = time.perf_counter() - start
-    mean_loss = float(loss_sum) / max(seen, 1)
+    mean_loss, accuracy = tally.means()
     if not np.isfinite(mean_loss):
         raise NonFiniteLossError(f"training loss is {mean_loss} (lower train.lr?)")
     return {
         "loss": mean_loss,
-        "acc": int(correct) / max(seen, 1),
+        "acc": accuracy,
         "lr": lr,
         "seconds": seconds,
-        "images_per_second": seen / seconds if seconds > 0 else 0.0,
+        "images_per_second": tally.seen / seconds if seconds > 0 else 0.0,
     }
+
+
+class _Tally:
+    """Loss and correct predictions summed on the device: no synchronisation per batch."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        self.correct = torch.zeros((), device=device, dtype=torch.int64)
+        self.seen = 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+        self.loss_sum += loss.detach() * len(labels)
+        self.correct += (logits.detach().argmax(dim=1) == labels).sum()
+        self.seen += len(labels)
+
+    def means(self) -> tuple[float, float]:
+        """Mean loss and accuracy over the images seen."""
+        return float(self.loss_sum) / max(self.seen, 1), int(self.correct) / max(self.seen, 1)
 
 
 def _train_step(
@@ -135,7 +150,8 @@ def evaluate(
     execution: Execution,
     normalize: Normalize | None = None,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Loss and accuracy over ``batches``, with the class probabilities and true labels."""
+    """Loss and accuracy (``trainer.metrics.EVAL_KEYS``) over ``batches``, with the class
+    probabilities and true labels."""
     model.eval()
     loss_sum, seen = 0.0, 0
     probabilities, targets = [], []

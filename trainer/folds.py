@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
 from trainer.callbacks import Callback, FitInfo, FoldInfo
@@ -20,24 +17,28 @@ from trainer.data.cache import ImageCache
 from trainer.data.loader import ImageSubset, LoaderSettings, make_loader, set_epoch
 from trainer.data.transforms import Pipeline
 from trainer.engine import Normalize, evaluate, train_one_epoch
-from trainer.model.backbone import create_model, data_spec, to_device
+from trainer.fold_results import (
+    Best,
+    checkpoint_meta,
+    fold_summary,
+    holdout_report,
+    predictions_path,
+    write_predictions,
+)
+from trainer.metrics import (
+    HOLDOUT,
+    SELECTION_METRIC,
+    describe_epoch,
+    epoch_metrics,
+    split_metrics,
+)
+from trainer.model.backbone import create_model, to_device
 from trainer.model.checkpoint import copy_state, save_checkpoint
 from trainer.model.optim import create_optimizer, create_scheduler
 from trainer.progress import EpochBar
 from trainer.runtime import seed_everything
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Best:
-    """The best epoch so far of one fold."""
-
-    epoch: int = -1
-    metrics: dict[str, float] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
-    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    epochs_trained: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,15 @@ class FoldRunner:
     cache: ImageCache
     train_pipeline: Pipeline
     eval_pipeline: Pipeline
-    normalize: Normalize  # uint8 batches to the model's input, on the device
+    normalize: Normalize  # uint8 batches to the model's input, on the device (backbone's mean/std)
     loading: LoaderSettings
 
     def run_fold(self, k: int, events: Callback) -> dict[str, Any]:
         """Train fold ``k`` with early stopping; keep and save its best epoch."""
         train_idx, val_idx = self.info.splits.fold(k)
         fold = self._fold_info(f"fold-{k}", k, train_idx, val_idx, self.info.config.train.epochs)
-        model, best = self._train(fold, train_idx, val_idx, events)
-        return self._finish(fold, model, best, val_idx, events)
+        _, best = self._train(fold, train_idx, val_idx, events)
+        return self._finish(fold, best, val_idx, events)
 
     def run_refit(self, epochs: int, events: Callback) -> dict[str, Any]:
         """Train on all non-test images for ``epochs``, then evaluate on the holdout."""
@@ -77,27 +78,29 @@ class FoldRunner:
         test_loader = self._loader(test_idx, False, -1)
         loss_fn, execution = self._eval_args()
         metrics, probs, truth = evaluate(model, test_loader, loss_fn, execution, self.normalize)
-        best.metrics.update({"test/loss": metrics["loss"], "test/acc": metrics["acc"]})
+        best.metrics.update(split_metrics(metrics, HOLDOUT))
         best.probs = probs
-        summary = self._finish(fold, model, best, test_idx, events)
-        summary.update(_holdout_report(truth, probs, self.info.samples.class_names))
+        summary = self._finish(fold, best, test_idx, events)
+        summary.update(holdout_report(truth, probs, self.info.samples.class_names))
         log.info("refit: holdout accuracy %.4f on %d images", metrics["acc"], len(test_idx))
         return summary
 
     def _train(
         self, fold: FoldInfo, train_idx: np.ndarray, val_idx: np.ndarray | None, events: Callback
-    ) -> tuple[nn.Module, _Best]:
+    ) -> tuple[nn.Module, Best]:
         parts = self._build(fold, train_idx, val_idx)
         events.on_fold_start(fold)
-        best, patience = _Best(), self.info.config.train.early_stopping_patience
+        best, patience = Best(), self.info.config.train.early_stopping_patience
         for epoch in range(fold.epochs):
             metrics, probs = self._epoch(fold, epoch, parts)
-            _log_epoch(fold, epoch, metrics)
+            log.info(
+                "%s epoch %d/%d: %s", fold.name, epoch + 1, fold.epochs, describe_epoch(metrics)
+            )
             events.on_epoch_end(fold, epoch, metrics)
             if self._every_epoch_checkpoint:
                 self._checkpoint_epoch(fold, epoch, parts.model, metrics, events)
             if _keeps(parts, metrics, best, last_epoch=epoch == fold.epochs - 1):
-                best = _Best(epoch, dict(metrics), copy_state(parts.model), probs)
+                best = Best(epoch, dict(metrics), copy_state(parts.model), probs)
             elif patience is not None and epoch - best.epoch >= patience:
                 log.info(
                     "%s: early stop after epoch %d (best %d)", fold.name, epoch + 1, best.epoch + 1
@@ -144,14 +147,10 @@ class FoldRunner:
                 bar,
                 self.normalize,
             )
-        metrics = _epoch_metrics(train)
-        probs = np.zeros((0, 0))
-        if parts.val_loader is not None:
-            val, probs, _ = evaluate(
-                parts.model, parts.val_loader, loss_fn, execution, self.normalize
-            )
-            metrics.update({"val/loss": val["loss"], "val/acc": val["acc"]})
-        return metrics, probs
+        if parts.val_loader is None:
+            return epoch_metrics(train), np.zeros((0, 0))
+        val, probs, _ = evaluate(parts.model, parts.val_loader, loss_fn, execution, self.normalize)
+        return epoch_metrics(train, val), probs
 
     def _checkpoint_epoch(
         self,
@@ -162,9 +161,7 @@ class FoldRunner:
         events: Callback,
     ) -> None:
         directory = fold.out_dir / "epochs" / f"epoch-{epoch:03d}"
-        save_checkpoint(
-            directory, copy_state(model), self._meta(fold, model, _Best(epoch, metrics))
-        )
+        save_checkpoint(directory, copy_state(model), self._meta(fold, Best(epoch, metrics)))
         events.on_checkpoint(fold, epoch, directory)
 
     @property
@@ -173,45 +170,17 @@ class FoldRunner:
         return tracking.enabled and tracking.log_checkpoints == "all"
 
     def _finish(
-        self, fold: FoldInfo, model: nn.Module, best: _Best, eval_idx: np.ndarray, events: Callback
+        self, fold: FoldInfo, best: Best, eval_idx: np.ndarray, events: Callback
     ) -> dict[str, Any]:
-        checkpoint = save_checkpoint(fold.out_dir, best.state, self._meta(fold, model, best))
-        predictions = fold.out_dir / (
-            "test_predictions.csv" if fold.index < 0 else "val_predictions.csv"
-        )
-        self._write_predictions(predictions, eval_idx, best.probs)
-        summary: dict[str, Any] = {
-            "name": fold.name,
-            "best/epoch": best.epoch,
-            "epochs_trained": best.epochs_trained,
-            "checkpoint": str(checkpoint.weights),
-            "predictions": str(predictions),
-        }
-        if "val/acc" in best.metrics:
-            summary.update(
-                {"best/val_acc": best.metrics["val/acc"], "best/val_loss": best.metrics["val/loss"]}
-            )
-        summary.update({k: v for k, v in best.metrics.items() if k.startswith("test/")})
+        checkpoint = save_checkpoint(fold.out_dir, best.state, self._meta(fold, best))
+        predictions = predictions_path(fold)
+        write_predictions(predictions, self.info.samples, eval_idx, best.probs)
+        summary = fold_summary(fold, best, checkpoint.weights, predictions)
         events.on_fold_end(fold, summary)
         return summary
 
-    def _meta(self, fold: FoldInfo, model: nn.Module, best: _Best) -> dict[str, Any]:
-        spec, config = data_spec(model), self.info.config
-        return {
-            "backbone": config.model.backbone,
-            "class_names": list(self.info.samples.class_names),
-            "image_size": config.train.image_size,
-            "mean": list(spec.mean),
-            "std": list(spec.std),
-            "precision": self.info.execution.precision,
-            "channels_last": self.info.execution.channels_last,
-            "fold": fold.name,
-            "epoch": best.epoch,
-            "metrics": best.metrics,
-            "data_digest": self.info.data_digest,
-            "split_file": str(self.info.splits.path),
-            "config": config.to_dict(),
-        }
+    def _meta(self, fold: FoldInfo, best: Best) -> dict[str, Any]:
+        return checkpoint_meta(self.info, fold, best, self.normalize.mean, self.normalize.std)
 
     def _fold_info(
         self, name: str, index: int, train_idx: np.ndarray, eval_idx: np.ndarray, epochs: int
@@ -244,30 +213,13 @@ class FoldRunner:
         loss_fn = nn.CrossEntropyLoss(label_smoothing=self.info.config.train.label_smoothing)
         return loss_fn, self.info.execution
 
-    def _write_predictions(self, path: Path, indices: np.ndarray, probs: np.ndarray) -> None:
-        samples = self.info.samples
-        with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(
-                ["path", "label", "predicted", *(f"prob_{c}" for c in samples.class_names)]
-            )
-            for row, index in enumerate(indices):
-                writer.writerow(
-                    [
-                        samples.relative(int(index)),
-                        samples.class_names[samples.labels[index]],
-                        samples.class_names[int(probs[row].argmax())],
-                        *(f"{p:.6f}" for p in probs[row]),
-                    ]
-                )
 
-
-def _keeps(parts: _Parts, metrics: dict[str, float], best: _Best, last_epoch: bool) -> bool:
+def _keeps(parts: _Parts, metrics: dict[str, float], best: Best, last_epoch: bool) -> bool:
     """Whether this epoch's weights become the fold's result: a better validation accuracy,
     or (the refit, without validation) the last epoch."""
     if parts.val_loader is None:
         return last_epoch
-    return metrics["val/acc"] > best.metrics.get("val/acc", -1.0)
+    return metrics[SELECTION_METRIC] > best.metrics.get(SELECTION_METRIC, -1.0)
 
 
 def refit_epochs(config: Config, folds: list[dict[str, Any]]) -> int:
@@ -278,48 +230,3 @@ def refit_epochs(config: Config, folds: list[dict[str, Any]]) -> int:
     if config.train.early_stopping_patience is not None:
         return max(1, math.floor(float(np.mean([f["best/epoch"] for f in folds])) + 0.5) + 1)
     return config.train.epochs
-
-
-def _epoch_metrics(train: dict[str, float]) -> dict[str, float]:
-    return {
-        "train/loss": train["loss"],
-        "train/acc": train["acc"],
-        "lr": train["lr"],
-        "epoch/seconds": train["seconds"],
-        "epoch/images_per_second": train["images_per_second"],
-    }
-
-
-def _log_epoch(fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
-    val = ""
-    if "val/acc" in metrics:
-        val = f" | val loss {metrics['val/loss']:.4f} acc {metrics['val/acc']:.4f}"
-    log.info(
-        "%s epoch %d/%d: train loss %.4f acc %.4f%s | lr %.2e | %.1f s, %.0f img/s",
-        fold.name,
-        epoch + 1,
-        fold.epochs,
-        metrics["train/loss"],
-        metrics["train/acc"],
-        val,
-        metrics["lr"],
-        metrics["epoch/seconds"],
-        metrics["epoch/images_per_second"],
-    )
-
-
-def _holdout_report(
-    truth: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]
-) -> dict[str, Any]:
-    predicted = probs.argmax(axis=1)
-    labels = list(range(len(class_names)))
-    precision, recall, _, support = precision_recall_fscore_support(
-        truth, predicted, labels=labels, zero_division=0
-    )
-    return {
-        "test/per_class": {
-            name: {"precision": float(p), "recall": float(r), "support": int(s)}
-            for name, p, r, s in zip(class_names, precision, recall, support, strict=True)
-        },
-        "test/confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
-    }

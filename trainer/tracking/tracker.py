@@ -3,8 +3,10 @@
 Run tree (the report, the studies and the registry rely on it)::
 
     <run>               params: every config key; tags: code, data, machine; metrics cv/*, test/*
-      fold-0 ... fold-k train/*, val/*, lr, epoch/* at step=epoch; best/*; checkpoint, plots
-      refit             train/* per epoch; test/*; holdout predictions and confusion matrix
+      fold-0 ... fold-k epoch metrics at step=epoch; best/*; checkpoint, plots
+      refit             epoch metrics less val/*; test/*; holdout predictions, confusion matrix
+
+The epoch metrics are logged under the names they arrive with (``trainer.metrics``).
 
 Children are nested through the ``mlflow.parentRunId`` tag with explicit run ids, so nothing
 depends on MLflow's thread-local "active run" (which does not cross processes).

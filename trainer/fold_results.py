@@ -1,0 +1,104 @@
+"""What a fold leaves behind: its best epoch, the checkpoint's metadata, the predictions file,
+the holdout report and the summary the callbacks receive."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from trainer.callbacks import FitInfo, FoldInfo
+from trainer.data.dataset import Samples
+from trainer.metrics import HOLDOUT, best_metrics, split_names
+
+
+@dataclass
+class Best:
+    """The best epoch so far of one fold."""
+
+    epoch: int = -1
+    metrics: dict[str, float] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    epochs_trained: int = 0
+
+
+def checkpoint_meta(
+    info: FitInfo, fold: FoldInfo, best: Best, mean: tuple[float, ...], std: tuple[float, ...]
+) -> dict[str, Any]:
+    """The JSON beside a checkpoint: what prediction needs to rebuild the model and its input,
+    and where the weights came from."""
+    config = info.config
+    return {
+        "backbone": config.model.backbone,
+        "class_names": list(info.samples.class_names),
+        "image_size": config.train.image_size,
+        "mean": list(mean),
+        "std": list(std),
+        "precision": info.execution.precision,
+        "channels_last": info.execution.channels_last,
+        "fold": fold.name,
+        "epoch": best.epoch,
+        "metrics": best.metrics,
+        "data_digest": info.data_digest,
+        "split_file": str(info.splits.path),
+        "config": config.to_dict(),
+    }
+
+
+def predictions_path(fold: FoldInfo) -> Path:
+    """Where a fold's evaluation predictions go: the holdout's for the refit."""
+    return fold.out_dir / ("test_predictions.csv" if fold.index < 0 else "val_predictions.csv")
+
+
+def write_predictions(path: Path, samples: Samples, indices: np.ndarray, probs: np.ndarray) -> None:
+    """``path,label,predicted,prob_<class>...`` for the images ``indices`` (rows of ``probs``)."""
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "predicted", *(f"prob_{c}" for c in samples.class_names)])
+        for row, index in enumerate(indices):
+            writer.writerow(
+                [
+                    samples.relative(int(index)),
+                    samples.class_names[samples.labels[index]],
+                    samples.class_names[int(probs[row].argmax())],
+                    *(f"{p:.6f}" for p in probs[row]),
+                ]
+            )
+
+
+def fold_summary(fold: FoldInfo, best: Best, checkpoint: Path, predictions: Path) -> dict[str, Any]:
+    """What ``on_fold_end`` receives: the best epoch, its validation (or holdout) metrics and
+    the fold's files."""
+    summary: dict[str, Any] = {
+        "name": fold.name,
+        "best/epoch": best.epoch,
+        "epochs_trained": best.epochs_trained,
+        "checkpoint": str(checkpoint),
+        "predictions": str(predictions),
+    }
+    summary.update(best_metrics(best.metrics))
+    summary.update({k: best.metrics[k] for k in split_names(HOLDOUT) if k in best.metrics})
+    return summary
+
+
+def holdout_report(
+    truth: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Per-class precision, recall and support on the holdout, and its confusion matrix."""
+    predicted = probs.argmax(axis=1)
+    labels = list(range(len(class_names)))
+    precision, recall, _, support = precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0
+    )
+    return {
+        f"{HOLDOUT}/per_class": {
+            name: {"precision": float(p), "recall": float(r), "support": int(s)}
+            for name, p, r, s in zip(class_names, precision, recall, support, strict=True)
+        },
+        f"{HOLDOUT}/confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
+    }
