@@ -2,23 +2,24 @@
 
 Thumbnails come from the project's decoder (``read_rgb``), so they are upright whatever the
 EXIF orientation, and a large JPEG is decoded at reduced scale. A sheet is composed in pixels
-(each thumbnail fitted into a ``CELL`` square, small images enlarged without smoothing) and
-written by matplotlib with its text; the pixels of the thumbnails are kept exactly, and
+(each thumbnail fitted into a ``CELL`` square, small images enlarged without smoothing), its
+text drawn by Pillow in matplotlib's DejaVu Sans; the thumbnails' pixels are kept exactly, and
 ``cell_origin`` says where each one lies.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from trainer.data.images import ImageReadError, read_rgb
-from trainer.explore.figures import plt
 
 CELL = 96  # thumbnail square, pixels
 PAD = 8
@@ -30,6 +31,7 @@ DPI = 100
 FONT = 7.5  # points: about 10 px at DPI
 CHARS = 78  # characters that fit in TEXT_WIDTH
 BACKGROUND = 255
+FONT_FILE = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 
 
 @dataclass(frozen=True)
@@ -124,16 +126,20 @@ def _paste(canvas: np.ndarray, image: np.ndarray | None, x: int, y: int) -> None
 
 
 def _render(canvas: np.ndarray, texts: list[tuple[int, int, str, float]], path: Path) -> Path:
-    height, width = canvas.shape[:2]
-    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    fig.figimage(canvas, 0, 0, origin="upper")
+    """Draw the texts (sizes in points at ``DPI``) on the canvas and write it as PNG."""
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
     for x, y, text, size in texts:
-        fig.text(
-            x / width, 1 - y / height, text, va="top", ha="left", fontsize=size, parse_math=False
-        )
+        draw.text((x, y), text, fill=(0, 0, 0), font=_font(round(size * DPI / 72)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # glyphs missing from the font
-        warnings.simplefilter("ignore", UserWarning)
-        fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    image.save(path, "PNG")
     return path
+
+
+@functools.cache
+def _font(pixels: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans (shipped with matplotlib) at ``pixels``; Pillow's own font without it."""
+    try:
+        return ImageFont.truetype(str(FONT_FILE), pixels)
+    except OSError:
+        return ImageFont.load_default(pixels)
