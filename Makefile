@@ -21,6 +21,7 @@ venv: $(STAMP) ## create or update .venv (pinned by requirements.lock)
 
 demo: $(STAMP) ## run the main job (a small study) offline on bundled sample data
 	$(BIN)/trainer sample-data $(DATA)
+	$(BIN)/trainer explore trainer/configs/demo.yaml
 	$(BIN)/studies run studies/configs/demo.yaml
 	$(BIN)/studies report digits-demo-study
 	$(BIN)/studies promote digits-demo-study --model-name digits
@@ -28,6 +29,7 @@ demo: $(STAMP) ## run the main job (a small study) offline on bundled sample dat
 	@echo "Predictions from models:/digits@champion: predictions.csv"
 	@echo "Browse the runs, the study run's report and the registered model: make ui  (MLflow UI on http://127.0.0.1:5000)"
 	@echo "Browse the study: $(BIN)/optuna-dashboard mlruns/optuna/journal.log"
+	@echo "Pictures of the data (class grids, duplicate pairs, charts): outputs/digits-demo/explore/ and the run 'explore' of experiment digits-demo in the MLflow UI"
 
 test: $(STAMP) postgres ## run the test suite (slow tests included)
 	$(BIN)/python -m pytest
