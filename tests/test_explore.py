@@ -148,6 +148,7 @@ def test_explore_run_holds_metrics_artifacts_and_dataset(explored: Explored) -> 
     assert experiment is not None
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == "explore" and run.info.status == "FINISHED"
+    assert "holdout leakage 1, label conflicts 1" in run.data.tags["mlflow.note.content"]
     assert run.data.metrics["images"] == 22 and run.data.metrics["unreadable"] == 1
     names = {f.path for f in client.list_artifacts(run.info.run_id)}
     assert {"class_counts.png", "duplicates.csv", "thumbnails", "duplicates"} <= names
@@ -192,6 +193,24 @@ def test_process_pool_gives_the_same_probes(tmp_path: Path) -> None:
         sideways_jpeg(label / f"{index:02d}.jpg")
     samples = find_samples(tmp_path)
     assert probe_all(samples.paths, 2) == [probe_file(path) for path in samples.paths]
+
+
+def test_data_too_small_to_split_is_still_explored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for index in range(2):
+            sideways_jpeg(tmp_path / "data" / label / f"{index}.jpg")
+    out = tmp_path / "outputs"
+    code = main(
+        ["explore", str(tmp_path / "data"), "--set", f"output.dir={out}", "--set", "tracking=false"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "holdout / folds        none: class 'a' has 2 image(s)" in printed
+    assert "exact duplicate pairs  1 within-class, 2 cross-class" in printed
+    assert (out / "default" / "explore" / "duplicates" / "cross_class.png").exists()
 
 
 def test_missing_folder_is_one_line_and_exit_2(

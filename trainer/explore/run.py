@@ -149,6 +149,22 @@ def _write(found: Exploration, paths: tuple[Path, ...], seed: int) -> None:
     (out / "summary.json").write_text(json.dumps(facts, indent=1))
 
 
+def note(found: Exploration) -> str:
+    """A few lines of markdown on what was found, for the run's description."""
+    summary = found.summary
+    exact = int((found.pairs["kind"] == "exact").sum())
+    return (
+        f"Explore of `{found.root}`: {int(summary['images'])} images, "
+        f"{int(summary['classes'])} classes (largest / smallest = "
+        f"{summary['imbalance_ratio']:.2f}), {int(summary['unreadable'])} unreadable.\n\n"
+        f"Duplicate pairs: {exact} exact, {len(found.pairs) - exact} near; "
+        f"holdout leakage {int(summary['leakage_pairs'])}, "
+        f"label conflicts {int(summary['cross_class_pairs'])}.\n\n"
+        "Pictures: `thumbnails/`, `duplicates/`, `class_counts.png`; "
+        "tables: `classes.csv`, `duplicates.csv`, `unreadable.csv`, `images.csv`."
+    )
+
+
 def _log(found: Exploration, config: Config, near: int) -> str:
     from trainer.tracking.explore import log_exploration
 
@@ -161,7 +177,11 @@ def _log(found: Exploration, config: Config, near: int) -> str:
         "seed": config.seed,
         "near_distance": near,
     }
-    tags = {"data_digest": found.digest, "split_file": str(found.split_file or "")}
+    tags = {
+        "data_digest": found.digest,
+        "split_file": str(found.split_file or ""),
+        "mlflow.note.content": note(found),  # the run page's description
+    }
     return log_exploration(
         config.tracking.uri,
         config.experiment,

@@ -20,7 +20,8 @@ def image_table(samples: Samples, probes: list[Probe]) -> pd.DataFrame:
     table = pd.DataFrame([asdict(probe) for probe in probes])
     table = table.rename(columns={"file_format": "format"})
     table.insert(0, "path", [printable(samples.relative(i)) for i in range(len(samples))])
-    table.insert(1, "label", [samples.class_names[k] for k in samples.labels])
+    names = [printable(name) for name in samples.class_names]
+    table.insert(1, "label", [names[k] for k in samples.labels])
     return table
 
 
