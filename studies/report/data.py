@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from trainer.errors import UserError
+from trainer.metrics import SELECTION_METRIC
 from trainer.tracking import PARENT_RUN_TAG
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def fold_histories(client: MlflowClient, folds: pd.DataFrame, trials: list[int])
     """Per-epoch ``val/acc`` of the folds of ``trials`` (one request per fold run)."""
     rows = []
     for _, fold in folds[folds["trial"].isin(trials)].iterrows():
-        for metric in client.get_metric_history(fold["run_id"], "val/acc"):
+        for metric in client.get_metric_history(fold["run_id"], SELECTION_METRIC):
             rows.append(
                 {
                     "trial": fold["trial"],

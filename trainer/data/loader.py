@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trainer.data.cache import ImageCache
-from trainer.runtime import available_cores
 from trainer.data.transforms import Pipeline
+from trainer.runtime import available_cores
 
 log = logging.getLogger(__name__)
 

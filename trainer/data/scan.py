@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from trainer.data.dataset import Samples, printable
-from trainer.errors import UserError
 from trainer.data.images import ImageReadError, read_rgb
+from trainer.errors import UserError
 from trainer.runtime import available_cores
 
 log = logging.getLogger(__name__)
