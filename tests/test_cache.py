@@ -16,7 +16,8 @@ import pytest
 from trainer.cli import main
 from trainer.data import cache_files
 from trainer.data.cache import CacheRegistry, ImageCache
-from trainer.data.cache_files import cache_dir, list_entries
+from trainer.data.cache_admin import list_entries
+from trainer.data.cache_files import cache_dir
 from trainer.data.dataset import find_samples
 from trainer.data.images import read_rgb
 from trainer.data.scan import fingerprint

@@ -255,7 +255,8 @@ def _sample_data(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from trainer.data.cache_files import cache_dir, clear_entries, list_entries
+    from trainer.data.cache_admin import clear_entries, list_entries
+    from trainer.data.cache_files import cache_dir
 
     directory = cache_dir()
     if args.action == "clear":
