@@ -16,7 +16,6 @@ import os
 import tempfile
 from typing import Any
 
-import timm
 import torch
 
 from bench.common import save
@@ -34,9 +33,10 @@ def measure_case(
 ) -> dict[str, Any]:
     """Every mode's speed for one backbone and size (turns taken), and what auto picks."""
     from trainer.config import RuntimeConfig
+    from trainer.model.backbone import create_probe
     from trainer.runtime import resolve_execution, time_training_step
 
-    model = timm.create_model(backbone, pretrained=False, num_classes=10)
+    model = create_probe(backbone, num_classes=10)
     rounds = [
         {m.describe(): time_training_step(model, m, size, batch, steps=4).steady for m in modes}
         for _ in range(repeats + 1)

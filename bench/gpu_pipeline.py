@@ -65,12 +65,11 @@ SMOKE = Settings(
 
 def execution_for(device: torch.device, backbone: str, size: int, batch: int) -> Any:
     """The execution mode the trainer's ``auto`` picks for this model here."""
-    import timm
-
     from trainer.config import RuntimeConfig
+    from trainer.model.backbone import create_probe
     from trainer.runtime import resolve_execution
 
-    probe = timm.create_model(backbone, pretrained=False, num_classes=2)
+    probe = create_probe(backbone)
     return resolve_execution(RuntimeConfig(device=device.type), probe, size, batch, key=backbone)
 
 

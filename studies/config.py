@@ -16,9 +16,9 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from studies.pruners import MedianPruning, PrunerConfig
-from trainer.config import Config, ModelConfig, apply_overrides, config_from_dict, set_dotted
+from trainer.config import Config, apply_overrides, config_from_dict, set_dotted
 from trainer.errors import UserError, one_line
-from trainer.model.backbone import check_backbone, check_input_size, create_model
+from trainer.model.backbone import check_backbone, check_input_size, create_probe
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def _check_input_sizes(backbones: list[str], image_size: int, where: str) -> Non
     with torch.random.fork_rng(devices=[]):  # model creation must not move the caller's RNG
         for backbone in backbones:
             try:
-                model = create_model(ModelConfig(backbone=backbone, pretrained=False), 2)
+                model = create_probe(backbone)
                 check_input_size(model, image_size, backbone)
             except UserError as exc:
                 raise UserError(f"{where}: {exc}") from None
