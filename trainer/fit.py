@@ -223,3 +223,24 @@ def _log_start(info: FitInfo) -> None:
         torch.get_num_threads(),
         info.run_dir,
     )
+    _warn_about_data(info.config, info.data_digest)
+
+
+_WARNED: set[str] = set()  # data digests already warned about in this process
+
+
+def _warn_about_data(config: Config, digest: str) -> None:
+    """Once per dataset and process (a study's trials share it): what ``trainer explore``
+    found that skews the scores (holdout leakage, label conflicts). Never fails the fit."""
+    from trainer.explore import warning_for
+
+    if digest in _WARNED:
+        return
+    _WARNED.add(digest)
+    try:
+        line = warning_for(config, digest)
+    except (OSError, ValueError, KeyError) as exc:  # unreadable findings: explore again
+        log.debug("explore findings unreadable: %s", exc)
+        return
+    if line:
+        log.warning(line)
