@@ -61,6 +61,7 @@ bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.m
 	$(BIN)/python -m bench.pruning_economy
 	$(BIN)/python -m bench.time_to_best
 	$(BIN)/python -m bench.decode_cost
+	$(BIN)/python -m bench.explore
 	$(BIN)/python -m bench.gpu_pipeline  # skipped without CUDA
 	$(BIN)/python -m bench.docs
 

@@ -64,6 +64,34 @@ def tracking_overhead(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def explore(result: dict[str, Any]) -> list[str]:
+    load = result.get("load_average") or ["-", "-"]
+    cores = result["machine"]["cores"]
+    found = ", ".join(
+        f"{name.replace('_duplicates/', ' ').replace('_', '-')} {value:.0f}"
+        for name, value in result["found"].items()
+    )
+    return [
+        "## Explore",
+        "",
+        "`trainer explore DATA` end to end in a new process (imports, data digest, decode check, "
+        "file headers, content and perceptual hashes, splits, tables, pictures, MLflow run) over "
+        f"{result['images']:,} JPEGs of {result['image_size']} in {result['classes']} classes with "
+        "planted exact and near copies.",
+        "",
+        "| run | wall seconds | CPU seconds (all cores) |",
+        "| --- | ---: | ---: |",
+        f"| first (nothing kept) | {result['cold_seconds']:.1f} | {result['cold_cpu_seconds']:.1f} |",
+        f"| again (findings kept per data digest) | {result['cached_seconds']:.1f} | "
+        f"{result['cached_cpu_seconds']:.1f} |",
+        "",
+        f"- Target: first run <= {result['target_seconds']:.0f} s. Load average before / after: "
+        f"{load[0]} / {load[1]} on {cores} cores (other processes); on idle cores the first run "
+        f"needs at least {result['cold_cpu_seconds'] / cores:.0f} s.",
+        f"- Found: {found}.",
+    ]
+
+
 def system_metrics(result: dict[str, Any]) -> list[str]:
     return [
         "## System metrics sampling",
@@ -235,6 +263,7 @@ SECTIONS = {
     "report_scaling": report_scaling,
     "tracking_overhead": tracking_overhead,
     "system_metrics": system_metrics,
+    "explore": explore,
     "cpu_modes": cpu_modes,
     "time_to_best": time_to_best,
 }

@@ -230,3 +230,20 @@ def read_png(path: Path) -> np.ndarray:
 def assert_picture(path: Path) -> None:
     image = read_png(path)
     assert image.shape[0] > CELL and (image != 255).any()
+
+
+def test_near_copies_are_sought_only_in_images_large_enough_to_hash() -> None:
+    from trainer.explore.duplicates import MIN_NEAR_SIDE, find_pairs
+
+    side = [8, 8, MIN_NEAR_SIDE, MIN_NEAR_SIDE]
+    images = pd.DataFrame(
+        {
+            "error": "",
+            "sha256": ["a", "b", "c", "d"],
+            "phash": ["00000000000000ff"] * 4,  # alike: as tiny images of one kind hash
+            "width": side,
+            "height": [s + 4 for s in side],
+        }
+    )
+    pairs = find_pairs(images)
+    assert pairs[["kind", "a", "b"]].values.tolist() == [["near", 2, 3]]

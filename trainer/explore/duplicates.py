@@ -4,7 +4,8 @@ Exact duplicates share the SHA-256 of their bytes; each copy is paired with the 
 its group, which is enough to show any conflict in the group (a copy whose label or split
 differs from the first one's forms a flagged pair). Near duplicates are images whose 64-bit
 perceptual hashes differ in at most ``near_distance`` bits (all pairs, compared in blocks with
-numpy's popcount: about 2 s for 25,000 images), and are not exact copies of each other.
+numpy's popcount: about 2 s for 25,000 images), and are not exact copies of each other; images
+under ``MIN_NEAR_SIDE`` pixels a side are left out of that search.
 
 Each pair is ``cross_class`` when the two labels differ (one of them is wrong) and ``leakage``
 when one image is in the holdout and the other is not (the holdout score then reads high).
@@ -20,6 +21,9 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 NEAR_DISTANCE = 4  # bits of 64: resized, re-encoded or lightly edited copies stay within it
+# The perceptual hash works on a 32x32 reduction: a smaller image (the 8x8 digits) holds too
+# little detail for it, and different images of one kind hash alike. Only exact copies count.
+MIN_NEAR_SIDE = 32
 MAX_PAIRS = 20_000  # per kind; a folder of near-identical images would list millions
 BLOCK = 512  # rows of the distance matrix compared at once
 PAIR_COLUMNS = ["kind", "distance", "a", "b"]
@@ -29,11 +33,15 @@ TEST = "test"
 def find_pairs(images: pd.DataFrame, near_distance: int = NEAR_DISTANCE) -> pd.DataFrame:
     """Duplicate pairs of the usable images (``error == ""``): ``kind`` (exact or near),
     ``distance`` (bits), and the row positions ``a`` < ``b`` of the two images."""
-    usable = np.flatnonzero(images["error"].to_numpy() == "")
-    digests = images["sha256"].to_numpy()[usable]
-    hashes = np.array([int(value, 16) for value in images["phash"].to_numpy()[usable]], np.uint64)
+    usable = images["error"].to_numpy() == ""
+    rows = np.flatnonzero(usable)
+    large = np.flatnonzero(
+        usable & (np.minimum(images["width"], images["height"]).to_numpy() >= MIN_NEAR_SIDE)
+    )
+    digests = images["sha256"].to_numpy()
+    hashes = np.array([int(value, 16) for value in images["phash"].to_numpy()[large]], np.uint64)
     return pd.concat(
-        [_exact(digests, usable), _near(hashes, digests, usable, near_distance)],
+        [_exact(digests[rows], rows), _near(hashes, digests[large], large, near_distance)],
         ignore_index=True,
     )
 
