@@ -30,7 +30,7 @@ from trainer.data.scan import (
     fingerprint,
     write_bad_images,
 )
-from trainer.data.splits import Splits, load_or_create_splits, split_file_name
+from trainer.data.splits import Splits, load_or_create_splits, split_dir, split_path
 from trainer.data.transforms import Pipeline, Resize
 from trainer.engine import Normalize
 from trainer.errors import DeviceOutOfMemoryError, one_line
@@ -160,13 +160,11 @@ def _load_data(config: Config) -> tuple[Samples, str, list[BadImage], Splits]:
     """The usable images, the data digest, the unusable images and the fixed splits."""
     samples = find_samples(config.data.root)
     digest = fingerprint(samples)
-    split_dir = config.data.split_dir or config.output.dir / "splits"
-    bad = find_bad_images(samples, split_dir / f"{digest[:16]}-bad-images.csv")
+    bad = find_bad_images(samples, split_dir(config) / f"{digest[:16]}-bad-images.csv")
     samples = apply_policy(samples, bad, config.data.on_bad_image)
     data = config.data
-    name = split_file_name(digest, data.test_size, data.folds, data.val_size, config.seed)
     splits = load_or_create_splits(
-        samples, split_dir / name, data.test_size, data.folds, data.val_size, config.seed
+        samples, split_path(config, digest), data.test_size, data.folds, data.val_size, config.seed
     )
     return samples, digest, bad, splits
 

@@ -12,12 +12,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit, train_test_split
 
 from trainer.data.dataset import Samples
 from trainer.errors import UserError
+
+if TYPE_CHECKING:
+    from trainer.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,18 @@ class Splits:
         """Training and validation indices of fold ``k``."""
         trainval = self.fold_of != TEST_CODE
         return np.flatnonzero(trainval & (self.fold_of != k)), np.flatnonzero(self.fold_of == k)
+
+
+def split_dir(config: Config) -> Path:
+    """Where a config's split files (and per-dataset data checks) are kept."""
+    return config.data.split_dir or config.output.dir / "splits"
+
+
+def split_path(config: Config, digest: str) -> Path:
+    """The split file a config trains with on the dataset of ``digest``."""
+    data = config.data
+    name = split_file_name(digest, data.test_size, data.folds, data.val_size, config.seed)
+    return split_dir(config) / name
 
 
 def split_file_name(digest: str, test_size: float, folds: int, val_size: float, seed: int) -> str:

@@ -30,11 +30,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when the probe or the pairs change meaning
 
 
-def split_dir(config: Config) -> Path:
-    """Where split files and per-digest data checks are kept (as ``trainer fit`` does)."""
-    return config.data.split_dir or config.output.dir / "splits"
-
-
 def findings_path(directory: Path, digest: str) -> Path:
     """The findings file of one dataset."""
     return directory / f"{digest[:16]}-explore.json"
@@ -108,7 +103,7 @@ def warning_for(config: Config, digest: str | None = None) -> str | None:
     """One warning line when the explore findings of ``config``'s data include holdout
     leakage or cross-class duplicates (exact or near), else None (also when the data was
     never explored). Pass ``digest`` when it is known, to skip re-reading the files."""
-    from trainer.data.splits import split_file_name
+    from trainer.data.splits import split_dir, split_path
 
     if digest is None:
         from trainer.data.dataset import find_samples
@@ -119,7 +114,5 @@ def warning_for(config: Config, digest: str | None = None) -> str | None:
     if found is None:
         return None
     images, pairs, _ = found
-    data = config.data
-    name = split_file_name(digest, data.test_size, data.folds, data.val_size, config.seed)
-    table = describe_pairs(pairs, assign_splits(images, split_dir(config) / name))
+    table = describe_pairs(pairs, assign_splits(images, split_path(config, digest)))
     return warning_line(table, "CONFIG.yaml")

@@ -21,7 +21,7 @@ import pandas as pd
 from trainer.config import Config
 from trainer.data.dataset import Samples, find_samples
 from trainer.data.scan import fingerprint
-from trainer.data.splits import load_or_create_splits, split_file_name
+from trainer.data.splits import load_or_create_splits, split_dir, split_path
 from trainer.errors import UserError
 from trainer.explore import artifacts
 from trainer.explore.duplicates import NEAR_DISTANCE, describe_pairs, find_pairs
@@ -30,7 +30,6 @@ from trainer.explore.findings import (
     findings_path,
     load_findings,
     save_findings,
-    split_dir,
 )
 from trainer.explore.probe import probe_all
 from trainer.explore.stats import class_table, image_table, summarize, with_aspect
@@ -120,9 +119,7 @@ def _split_file(
         samples, paths=tuple(samples.paths[i] for i in keep), labels=samples.labels[keep]
     )
     data = config.data
-    path = split_dir(config) / split_file_name(
-        digest, data.test_size, data.folds, data.val_size, config.seed
-    )
+    path = split_path(config, digest)
     try:
         load_or_create_splits(usable, path, data.test_size, data.folds, data.val_size, config.seed)
     except UserError as error:

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from trainer.config import Config, apply_overrides, config_from_dict
+from trainer.data.splits import split_dir
 from trainer.errors import UserError
 from trainer.runtime import select_device
 from trainer.tracking.store import PARENT_RUN_TAG, tracking_uri
@@ -75,14 +76,14 @@ def _pinned_execution(runtime: dict[str, Any], device: str) -> list[str]:
 
 
 def _restore_split_file(client: MlflowClient, run_id: str, config: Config, name: str) -> None:
-    split_dir = config.data.split_dir or config.output.dir / "splits"
-    if not name or (split_dir / name).exists():
+    folder = split_dir(config)
+    if not name or (folder / name).exists():
         return
-    split_dir.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         try:
             local = client.download_artifacts(run_id, f"splits/{name}", scratch)
         except (MlflowException, OSError) as exc:
             raise UserError(f"run {run_id} has no split file artifact splits/{name}") from exc
-        (split_dir / name).write_bytes(Path(local).read_bytes())
-    log.info("restored split file %s from run %s", split_dir / name, run_id)
+        (folder / name).write_bytes(Path(local).read_bytes())
+    log.info("restored split file %s from run %s", folder / name, run_id)
