@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 REFIT_OF = "promote.refit_of"  # tag on a promotion refit run: the trial run it refits
+PROMOTED_REFIT = "promote.refit_run"  # tag on a promoted trial's run: its refit run
 REFIT_SETTINGS = ["tracking.enabled=true", "tracking.log_model=true"]  # a refit logs its model
 
 
@@ -48,6 +49,10 @@ class Refit:
     holdout_acc: float
     data_digest: str
     split_file: str
+    images: int  # trained on: all non-test images
+    epochs: int
+    backbone: str
+    image_size: str
 
 
 def promote(study_name: str, model_name: str | None = None, force: bool = False) -> ModelVersion:
@@ -59,10 +64,40 @@ def promote(study_name: str, model_name: str | None = None, force: bool = False)
     best = complete.sort_values(["value", "cv_std"], ascending=[False, True]).iloc[0]
     log.info("best trial: %d (CV %.4f ± %.4f)", best["trial"], best["value"], best["cv_std"] or 0.0)
     refit = _refit(client, study.experiment_id, str(best["run_id"]))
+    _record_on_trial(client, str(best["run_id"]), refit)
     name = model_name or study_name
     version = _register(client, name, refit, study_name, int(best["trial"]), str(best["run_id"]))
     _decide(client, name, version, refit, force)
+    final = client.get_model_version(name, version.version)
+    client.update_model_version(name, version.version, describe_version(final, best, refit))
     return client.get_model_version(name, version.version)
+
+
+def _record_on_trial(client: MlflowClient, trial_run_id: str, refit: Refit) -> None:
+    """The refit's holdout accuracy on the trial's own run too, where the report and the UI's
+    run table read a trial's ``test/acc``; the tag points at the refit run."""
+    client.log_metric(trial_run_id, "test/acc", refit.holdout_acc)
+    client.set_tag(trial_run_id, PROMOTED_REFIT, refit.run_id)
+
+
+def describe_version(version: ModelVersion, best: pd.Series, refit: Refit) -> str:
+    """The few lines of markdown the registry shows first for a promoted version."""
+    tags = version.tags
+    evidence = ""
+    if "compared_with_version" in tags:
+        evidence = (
+            f"\n- Against version {tags['compared_with_version']}: holdout "
+            f"{float(tags['challenger_holdout_acc']):.4f} vs "
+            f"{float(tags['champion_holdout_acc']):.4f}, McNemar p = {tags['mcnemar_p_value']}"
+        )
+    return (
+        f"**{tags.get('study', '')} trial {tags.get('trial', '')}**: `{refit.backbone}` at "
+        f"{refit.image_size} px\n"
+        f"- Trained on {refit.images} images (all non-test data) for {refit.epochs} epochs\n"
+        f"- CV mean val accuracy {best['value']:.4f} ± {float(best['cv_std'] or 0):.4f}\n"
+        f"- Holdout accuracy {refit.holdout_acc:.4f}\n"
+        f"- Decision: {tags.get('decision', 'none')}{evidence}"
+    )
 
 
 def _refit(client: MlflowClient, experiment_id: str, trial_run_id: str) -> Refit:
@@ -105,6 +140,10 @@ def _refit_of(client: MlflowClient, run_id: str) -> Refit:
         holdout_acc=float(run.data.metrics["test/acc"]),
         data_digest=run.data.tags.get("data.digest", ""),
         split_file=run.data.tags.get("data.split_file", ""),
+        images=int(refit_child.data.tags.get("n_train", 0)),
+        epochs=int(refit_child.data.metrics.get("epochs_trained", 0)),
+        backbone=run.data.params.get("model.backbone", "?"),
+        image_size=run.data.params.get("train.image_size", "?"),
     )
 
 

@@ -16,7 +16,8 @@ import yaml
 from mlflow import MlflowClient
 
 from studies.cli import main as studies
-from studies.promote import REFIT_OF, promote
+from studies.promote import PROMOTED_REFIT, REFIT_OF, promote
+from studies.report.data import load_study
 from trainer.cli import main as trainer
 from trainer.errors import UserError
 
@@ -87,6 +88,30 @@ def test_aliases_follow_the_evidence(promoted: dict[str, object]) -> None:
             "split_file",
             "holdout_acc",
         } <= set(tags)
+
+
+def test_each_version_describes_itself_in_the_registry(promoted: dict[str, object]) -> None:
+    client = promoted["client"]
+    assert isinstance(client, MlflowClient)
+    better = client.get_model_version(MODEL, "2")
+    text = better.description
+    assert "**strong trial 0**: `test_resnet` at 16 px" in text
+    assert "images (all non-test data)" in text and "CV mean val accuracy" in text
+    assert f"Holdout accuracy {float(better.tags['holdout_acc']):.4f}" in text
+    assert "Decision: champion: holdout" in text and "Against version 1" in text
+    first = client.get_model_version(MODEL, "1").description
+    assert "Decision: champion: first version" in first and "Against" not in first
+
+
+def test_the_promoted_trial_shows_its_holdout_accuracy(promoted: dict[str, object]) -> None:
+    client = promoted["client"]
+    assert isinstance(client, MlflowClient)
+    tags = client.get_model_version(MODEL, "2").tags
+    trial = client.get_run(tags["trial_run_id"])
+    assert trial.data.metrics["test/acc"] == pytest.approx(float(tags["holdout_acc"]))
+    assert trial.data.tags[PROMOTED_REFIT] == tags["refit_run_id"]
+    board = load_study(client, "strong").trials
+    assert board["test_acc"].iloc[0] == pytest.approx(float(tags["holdout_acc"]))
 
 
 def test_refit_is_nested_under_the_trial_and_reused(promoted: dict[str, object]) -> None:
