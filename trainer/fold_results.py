@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from trainer.callbacks import FitInfo, FoldInfo
 from trainer.data.dataset import Samples
 from trainer.metrics import HOLDOUT, best_metrics, split_names
+
+PROB_PREFIX = "prob_"  # a predictions file's probability columns: prob_<class>
 
 
 @dataclass
@@ -59,7 +62,9 @@ def write_predictions(path: Path, samples: Samples, indices: np.ndarray, probs: 
     """``path,label,predicted,prob_<class>...`` for the images ``indices`` (rows of ``probs``)."""
     with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", "predicted", *(f"prob_{c}" for c in samples.class_names)])
+        writer.writerow(
+            ["path", "label", "predicted", *(PROB_PREFIX + c for c in samples.class_names)]
+        )
         for row, index in enumerate(indices):
             writer.writerow(
                 [
@@ -69,6 +74,19 @@ def write_predictions(path: Path, samples: Samples, indices: np.ndarray, probs: 
                     *(f"{p:.6f}" for p in probs[row]),
                 ]
             )
+
+
+def read_predictions(path: Path | str, errors: str = "surrogateescape") -> pd.DataFrame:
+    """A predictions file as written by ``write_predictions``: paths, labels and predicted
+    classes as text (file names' undecodable bytes per ``errors``), probabilities as floats."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors=errors)
+    probs = [c for c in frame.columns if c.startswith(PROB_PREFIX)]
+    return frame.astype(dict.fromkeys(probs, float))
+
+
+def prediction_classes(frame: pd.DataFrame) -> list[str]:
+    """The class names of a predictions table, in the order of its probability columns."""
+    return [c.removeprefix(PROB_PREFIX) for c in frame.columns if c.startswith(PROB_PREFIX)]
 
 
 def fold_summary(fold: FoldInfo, best: Best, checkpoint: Path, predictions: Path) -> dict[str, Any]:

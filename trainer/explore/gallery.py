@@ -1,4 +1,7 @@
-"""Pictures of images: a thumbnail grid per class and galleries of duplicate pairs, as PNG.
+"""Pictures of images as PNG sheets: captioned thumbnail grids and galleries of pairs.
+
+Explore draws a grid per class and galleries of duplicate pairs; ``trainer.galleries`` draws
+its pictures of predictions (misclassified images, likely label errors) with ``caption_grid``.
 
 Thumbnails come from the project's decoder (``read_rgb``), so they are upright whatever the
 EXIF orientation, and a large JPEG is decoded at reduced scale. A sheet is composed in pixels
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +28,13 @@ from trainer.data.images import ImageReadError, read_rgb
 CELL = 96  # thumbnail square, pixels
 PAD = 8
 HEADER = 30  # title band
-CAPTION = 14  # file name under each grid cell
+CAPTION = 14  # one caption line under a grid cell
+CELL_CHARS = 17  # characters of a caption that fit under a cell
 COLUMNS = 8
 TEXT_WIDTH = 520  # the description beside each pair
 DPI = 100
 FONT = 7.5  # points: about 10 px at DPI
+TITLE = 9.0  # points, a sheet's title
 CHARS = 78  # characters that fit in TEXT_WIDTH
 BACKGROUND = 255
 FONT_FILE = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
@@ -71,15 +77,26 @@ def fitted_origin(image: np.ndarray) -> tuple[int, int]:
 
 def class_grid(title: str, thumbs: list[tuple[np.ndarray | None, str]], path: Path) -> Path:
     """A grid of (thumbnail, caption) cells under ``title``."""
-    columns = max(1, min(COLUMNS, len(thumbs)))
-    rows = max(1, -(-len(thumbs) // columns))
-    width = PAD + columns * (CELL + PAD)
-    canvas = _canvas(width, HEADER + rows * (CELL + CAPTION + PAD))
-    texts = [(PAD, 8, title, 9.0)]
-    for index, (image, caption) in enumerate(thumbs):
-        x, y = cell_origin(index, columns)
+    return caption_grid(title, [(image, (caption,)) for image, caption in thumbs], path)
+
+
+def caption_grid(
+    title: str, cells: Sequence[tuple[np.ndarray | None, Sequence[str]]], path: Path
+) -> Path:
+    """A grid of thumbnails under ``title``, each with the same number of caption lines below
+    it (the first cell's count; a line is cut in the middle to fit the cell)."""
+    lines = max(1, len(cells[0][1])) if cells else 1
+    row_height = CELL + CAPTION * lines
+    columns = max(1, min(COLUMNS, len(cells)))
+    rows = max(1, -(-len(cells) // columns))
+    width = max(PAD + columns * (CELL + PAD), 2 * PAD + _text_width(title, TITLE))
+    canvas = _canvas(width, HEADER + rows * (row_height + PAD))
+    texts = [(PAD, 8, title, TITLE)]
+    for index, (image, captions) in enumerate(cells):
+        x, y = cell_origin(index, columns, row_height)
         _paste(canvas, image, x, y)
-        texts.append((x, y + CELL + 2, shorten(caption, 17), 6.5))
+        for line, caption in enumerate(captions[:lines]):
+            texts.append((x, y + CELL + 2 + CAPTION * line, shorten(caption, CELL_CHARS), 6.5))
     return _render(canvas, texts, path)
 
 
@@ -134,6 +151,11 @@ def _render(canvas: np.ndarray, texts: list[tuple[int, int, str, float]], path: 
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, "PNG")
     return path
+
+
+def _text_width(text: str, size: float) -> int:
+    """Pixels ``text`` takes at ``size`` points."""
+    return round(_font(round(size * DPI / 72)).getlength(text))
 
 
 @functools.cache

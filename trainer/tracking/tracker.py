@@ -2,7 +2,8 @@
 
 Run tree (the report, the studies and the registry rely on it)::
 
-    <run>               params: every config key; tags: code, data, machine; metrics cv/*, test/*
+    <run>               params: every config key; tags: code, data, machine; metrics cv/*, test/*;
+                        galleries/: misclassified holdout images, likely label errors
       fold-0 ... fold-k epoch metrics at step=epoch; best/*; checkpoint, plots
       refit             epoch metrics less val/*; test/*; holdout predictions, confusion matrix
 
@@ -16,15 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.data.pandas_dataset import from_pandas
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from sklearn.metrics import confusion_matrix
@@ -35,6 +34,10 @@ from trainer.config import TrackingConfig, flatten
 from trainer.data.dataset import printable
 from trainer.data.images import read_rgb
 from trainer.data.scan import SKIPPED_FILE
+from trainer.fold_results import read_predictions
+from trainer.galleries import FOLDER as GALLERIES
+from trainer.galleries import write_galleries
+from trainer.tracking.explore import log_dataset
 from trainer.tracking.served import log_classifier
 from trainer.tracking.store import (
     MODEL_URI_TAG,
@@ -162,6 +165,9 @@ class MlflowTracker(Callback):
         if self.settings.plots and self.history:
             for path in plots.learning_curves(self.history, info.run_dir / "plots"):
                 self.client.log_artifact(self.parent_id, str(path), "plots")
+        if self.settings.plots:  # misclassified holdout images, likely label errors
+            for path in write_galleries(summary, info.samples.root, info.run_dir / GALLERIES):
+                self.client.log_artifact(self.parent_id, str(path), GALLERIES)
         if self.settings.log_model:
             self._log_model(_model_checkpoint(summary), info)
         if self.owns_run:
@@ -243,19 +249,7 @@ class MlflowTracker(Callback):
                 "split": [split_names.get(i, "trainval") for i in range(len(samples))],
             }
         )
-        with warnings.catch_warnings():  # "source can be interpreted in multiple ways": local
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = from_pandas(
-                frame,
-                source=str(samples.root),
-                targets="label",
-                name=samples.root.name,
-                digest=info.data_digest[:36],
-            )
-        context = InputTag("mlflow.data.context", "training")
-        self.client.log_inputs(
-            self.parent_id, [DatasetInput(dataset._to_mlflow_entity(), [context])]
-        )
+        log_dataset(self.client, self.parent_id, frame, info.data_digest, samples.root, "training")
         self.client.log_artifact(self.parent_id, str(splits.path), "splits")
         self.client.log_artifact(self.parent_id, str(info.run_dir / "config.yaml"))
         if info.skipped:
@@ -263,9 +257,7 @@ class MlflowTracker(Callback):
 
     def _confusion_plot(self, fold: FoldInfo, predictions: Path) -> list[Path]:
         names = list(self._fit_info.samples.class_names)
-        frame = pd.read_csv(
-            predictions, dtype=str, keep_default_na=False, usecols=["label", "predicted"]
-        )
+        frame = read_predictions(predictions)
         matrix = confusion_matrix(frame["label"], frame["predicted"], labels=names)
         split = "holdout" if fold.index < 0 else "validation"
         title = f"{fold.name}: {split} confusion matrix"
