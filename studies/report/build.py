@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import os
@@ -15,9 +16,10 @@ from mlflow import MlflowClient
 from plotly.offline import get_plotlyjs
 
 from studies.report import figures
-from studies.report.data import StudyData, load_study
+from studies.report.data import Gallery, StudyData, best_trial, load_study, trial_galleries
 from studies.report.summary import summary_html
 from trainer.errors import UserError
+from trainer.galleries import LABEL_ISSUES, MISCLASSIFIED
 from trainer.tracking import tracking_uri
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,28 @@ SECTIONS = (
     "Pruning and cost",
     "Trial timeline",
     "Best trial confusion matrix",
+    "Best trial misclassified holdout images",
+    "Best trial likely label errors",
+)
+
+# The galleries a trial run logs (trainer.galleries): section, name, what it shows, why absent.
+GALLERIES = (
+    (
+        SECTIONS[-2],
+        MISCLASSIFIED,
+        "The holdout images the refit got wrong, the most-confused pairs of true and predicted "
+        "class first and, within a pair, the most confident mistakes first.",
+        "no misclassified-images gallery: it is drawn from the holdout predictions of a refit "
+        "(train.refit: true, or `studies promote`) with tracking.plots on.",
+    ),
+    (
+        SECTIONS[-1],
+        LABEL_ISSUES,
+        "The images whose given label has the lowest out-of-fold probability (each judged by "
+        "the fold model that did not train on it): check these labels first.",
+        "no likely-label-errors gallery: it needs the out-of-fold predictions of data.folds >= 2 "
+        "with tracking.plots on.",
+    ),
 )
 
 
@@ -65,6 +89,7 @@ def write_report(names: list[str], out: Path | None = None, top: int = 5) -> Pat
         fig.to_html(full_html=False, include_plotlyjs=False)
         for fig in _figures(client, studies, trials, folds, top)
     ]
+    parts += _galleries(client, studies, trials)
     out.write_text(_page(names, parts), encoding="utf-8")
     for study in studies:
         if study.study_run_id:
@@ -123,6 +148,39 @@ def _figures(
         figures.timeline_figure(trials),
         figures.confusion_figure(client, complete, folds),
     ]
+
+
+def _galleries(client: MlflowClient, studies: list[StudyData], trials: pd.DataFrame) -> list[str]:
+    """The best trial's pictures of predictions, each a section (a note when it has none)."""
+    best = best_trial(trials[trials["state"] == "COMPLETE"])
+    experiment = next(s.experiment_id for s in studies if s.name == best["study"])
+    found = trial_galleries(client, experiment, str(best["run_id"]))
+    who = f"{best['study']} trial {best['trial']}"
+    return [
+        _gallery_html(title, who, str(best["run_id"]), found.get(name), (shows, absent))
+        for title, name, shows, absent in GALLERIES
+    ]
+
+
+def _gallery_html(
+    title: str, who: str, trial_run: str, gallery: Gallery | None, texts: tuple[str, str]
+) -> str:
+    """The gallery's PNG embedded (base64) with its rows as a table, or why there is none;
+    ``texts``: what the gallery shows, and what is missing when it is absent."""
+    heading, (shows, absent) = f"<h2>{html.escape(title)}</h2>", texts
+    if gallery is None:
+        return f"{heading}\n<p class='note'>{html.escape(f'{who} logged {absent}')}</p>"
+    source = "run" if gallery.run_id == trial_run else "its promotion refit, run"
+    picture = base64.b64encode(gallery.png).decode("ascii")
+    rows = gallery.table.to_html(index=False, border=0, classes="board")  # text escaped
+    count = len(gallery.table)
+    return (
+        f"{heading}\n<p>{html.escape(f'{who} ({source} {gallery.run_id[:8]}). {shows}')}</p>"
+        f"<img alt='{html.escape(title)}' style='max-width:100%' "
+        f"src='data:image/png;base64,{picture}'>"
+        f"<details><summary>The {count} image{'' if count == 1 else 's'} with their paths "
+        f"(relative to data.root) and scores</summary>\n{rows}</details>"
+    )
 
 
 def _table(title: str, frame: pd.DataFrame, links: pd.Series | None) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from trainer.errors import UserError
+from trainer.galleries import FOLDER, LABEL_ISSUES, MISCLASSIFIED
 from trainer.metrics import SELECTION_METRIC
 from trainer.tracking import PARENT_RUN_TAG
 
@@ -77,6 +80,63 @@ def load_study(client: MlflowClient, name: str) -> StudyData:
     return StudyData(
         name, str(experiment.experiment_id), study_run_id, searched, space, trials, folds
     )
+
+
+def best_trial(complete: pd.DataFrame) -> pd.Series:
+    """The best of the completed trials: highest value, then lowest CV std."""
+    return complete.sort_values(["value", "cv_std"], ascending=[False, True]).iloc[0]
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """A picture of predictions a run logged (``trainer.galleries``): the PNG and its rows."""
+
+    run_id: str
+    png: bytes
+    table: pd.DataFrame
+
+
+def trial_galleries(client: MlflowClient, experiment_id: str, run_id: str) -> dict[str, Gallery]:
+    """The galleries of trial run ``run_id`` by name; a trial that did not refit has its
+    misclassified holdout images on its latest promotion refit (a run nested under it)."""
+    found = _run_galleries(client, run_id)
+    if MISCLASSIFIED not in found:
+        for refit in _promotion_refits(client, experiment_id, run_id):
+            nested = _run_galleries(client, refit)
+            if MISCLASSIFIED in nested:
+                found[MISCLASSIFIED] = nested[MISCLASSIFIED]
+                break
+    return found
+
+
+def _promotion_refits(client: MlflowClient, experiment_id: str, run_id: str) -> list[str]:
+    """Finished runs nested under the trial run other than its folds and refit, newest first."""
+    nested = f"tags.`{PARENT_RUN_TAG}` = '{run_id}'"
+    children = client.search_runs(
+        [experiment_id],
+        filter_string=f"{nested} and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    names = {c.info.run_id: c.info.run_name for c in children}
+    return [r for r, name in names.items() if name != "refit" and not name.startswith("fold-")]
+
+
+def _run_galleries(client: MlflowClient, run_id: str) -> dict[str, Gallery]:
+    listed = {artifact.path for artifact in client.list_artifacts(run_id, FOLDER)}
+    found = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in (MISCLASSIFIED, LABEL_ISSUES):
+            png, csv = f"{FOLDER}/{name}.png", f"{FOLDER}/{name}.csv"
+            if png in listed and csv in listed:
+                table = pd.read_csv(
+                    client.download_artifacts(run_id, csv, scratch),
+                    dtype=str,
+                    keep_default_na=False,
+                    encoding_errors="backslashreplace",
+                )
+                picture = Path(client.download_artifacts(run_id, png, scratch)).read_bytes()
+                found[name] = Gallery(run_id, picture, table)
+    return found
 
 
 def _all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:

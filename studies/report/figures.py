@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from plotly.subplots import make_subplots
 from sklearn.metrics import confusion_matrix
 
-from studies.report.data import StudyData, epochs_spent_and_saved, fold_histories
+from studies.report.data import StudyData, best_trial, epochs_spent_and_saved, fold_histories
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def confusion_figure(
     client: MlflowClient, complete: pd.DataFrame, folds: pd.DataFrame
 ) -> go.Figure:
     """Confusion matrix of the best trial's validation predictions over all its folds."""
-    best = complete.sort_values(["value", "cv_std"], ascending=[False, True]).iloc[0]
+    best = best_trial(complete)
     runs = folds[(folds["study"] == best["study"]) & (folds["trial"] == best["trial"])]["run_id"]
     frames = []
     with tempfile.TemporaryDirectory() as scratch:
