@@ -25,7 +25,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from scipy.stats import binomtest
 
-from studies.report.data import load_study
+from studies.report.data import best_trial, load_study
 from trainer.errors import UserError
 from trainer.fit import refit_only
 from trainer.folds import refit_epochs
@@ -61,7 +61,7 @@ def promote(study_name: str, model_name: str | None = None, force: bool = False)
     mlflow.set_tracking_uri(client.tracking_uri)
     study = load_study(client, study_name)
     complete = study.trials[study.trials["state"] == "COMPLETE"]
-    best = complete.sort_values(["value", "cv_std"], ascending=[False, True]).iloc[0]
+    best = best_trial(complete)
     log.info("best trial: %d (CV %.4f ± %.4f)", best["trial"], best["value"], best["cv_std"] or 0.0)
     refit = _refit(client, study.experiment_id, str(best["run_id"]))
     _record_on_trial(client, str(best["run_id"]), refit)

@@ -6,7 +6,7 @@ import html
 
 import pandas as pd
 
-from studies.report.data import StudyData, epochs_spent_and_saved
+from studies.report.data import StudyData, best_trial, epochs_spent_and_saved
 
 
 def summary_html(studies: list[StudyData], trials: pd.DataFrame) -> str:
@@ -21,7 +21,7 @@ def summary_html(studies: list[StudyData], trials: pd.DataFrame) -> str:
 
 def _facts(study: StudyData, rows: pd.DataFrame) -> dict[str, str]:
     complete = rows[rows["state"] == "COMPLETE"]
-    best = complete.sort_values(["value", "cv_std"], ascending=[False, True]).iloc[0]
+    best = best_trial(complete)
     params = ", ".join(f"{key}={_fmt(best[key])}" for key in study.searched if key in best)
     spent, saved = epochs_spent_and_saved(rows)
     share = saved / (saved + spent) if saved + spent else 0.0
