@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA := data/digits
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test postgres lint format ui bench lock clean
+.PHONY: help venv demo test postgres lint format ui bench pictures lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-8s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.m
 	$(BIN)/python -m bench.explore
 	$(BIN)/python -m bench.gpu_pipeline  # skipped without CUDA
 	$(BIN)/python -m bench.docs
+
+pictures: $(STAMP) ## rerun a small demo in a scratch store and redraw the README's docs/images/*.png
+	$(BIN)/python docs/pictures.py
 
 lock: $(STAMP) ## rewrite requirements.lock from the current .venv
 	@{ echo "# Exact versions tested together (pip freeze of the dev environment). Used as pip constraints."; \
