@@ -16,12 +16,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import optuna
-
 from trainer.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, run_guarded
 from trainer.errors import Terminated, UserError
 
 if TYPE_CHECKING:
+    import optuna
+
     from studies.runner import RunSettings
 
 log = logging.getLogger("studies")
@@ -80,7 +80,9 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``studies`` console script."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # --help ends here, before optuna is imported
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trial lines are ours, one per trial
     return run_guarded(args.handler, args, debug=args.debug)
 
@@ -174,6 +176,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    import optuna
     from mlflow import MlflowClient
 
     from studies.doctor import examine, recorded_storage
