@@ -63,6 +63,7 @@ bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.m
 	$(BIN)/python -m bench.decode_cost
 	$(BIN)/python -m bench.explore
 	$(BIN)/python -m bench.gpu_pipeline  # skipped without CUDA
+	$(BIN)/python -m bench.command_latency
 	$(BIN)/python -m bench.docs
 
 pictures: $(STAMP) ## rerun a small demo in a scratch store and redraw the README's docs/images/*.png

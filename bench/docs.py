@@ -255,7 +255,43 @@ def gpu_pipeline(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def command_latency(result: dict[str, Any]) -> list[str]:
+    load = result.get("load_average") or ["-", "-"]
+    cpu = result.get("cpu_seconds", {})
+    rows = [
+        f"| {name} | {wall:.2f} | {result['spread'][name][0]:.2f} | "
+        f"{result['spread'][name][1]:.2f} | " + (f"{cpu[name]:.2f} |" if name in cpu else "- |")
+        for name, wall in result["seconds"].items()
+    ]
+    helps = max(v for k, v in result["seconds"].items() if k.endswith("--help"))
+    return [
+        "## Command latency",
+        "",
+        "Each command in its own process, as typed, in turns: `trainer predict` classifies 183 "
+        "digit images with a demo model registered in a fresh embedded store "
+        "(`models:/latency@champion`, found without importing MLflow; `runs:/ID/model` goes "
+        "through MLflow's client, as a model on a server does), against a bare "
+        '`python -c "import torch, timm"`.',
+        "",
+        "| command | wall seconds (median) | min | max | CPU seconds |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"- Predict ÷ import torch, timm: {result['predict_over_import']:.2f} wall"
+        + (
+            f", {result['predict_over_import_cpu']:.2f} CPU"
+            if "predict_over_import_cpu" in result
+            else ""
+        )
+        + f" (target <= {result['targets']['predict_over_import']}); slowest --help "
+        f"{helps:.2f} s (target <= {result['targets']['help_seconds']:.0f} s).",
+        f"- Load average before / after: {load[0]} / {load[1]} on "
+        f"{result['machine']['cores']} cores (other processes).",
+    ]
+
+
 SECTIONS = {
+    "command_latency": command_latency,
     "gpu_pipeline": gpu_pipeline,
     "decode_cost": decode_cost,
     "pruning_economy": pruning_economy,
