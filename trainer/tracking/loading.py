@@ -25,15 +25,13 @@ import yaml
 from trainer.errors import UserError, one_line
 from trainer.model.checkpoint import METADATA, WEIGHTS, Checkpoint
 from trainer.tracking.local_registry import local_model_folder
+from trainer.tracking.names import CHECKPOINT_ARTIFACT
 
 if TYPE_CHECKING:
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
     from trainer.predict import Predictor
 
-# The pyfunc artifact holding model.safetensors + model.json: the name
-# ``trainer.tracking.served.CHECKPOINT_ARTIFACT`` logs it under (a test keeps them equal).
-CHECKPOINT_ARTIFACT = "checkpoint"
 MLMODEL = "MLmodel"
 REQUIRED_META = (
     "backbone",

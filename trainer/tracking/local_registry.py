@@ -27,9 +27,10 @@ import sqlite3
 import urllib.parse
 from pathlib import Path
 
+from trainer.tracking.names import EMBEDDED_DATABASE
+
 # alembic revisions of MLflow's store schema that the queries below were checked against
 KNOWN_REVISIONS = frozenset({"dc11669786a5"})  # MLflow 3.17
-EMBEDDED_DATABASE = Path("mlruns") / "mlflow.db"  # trainer.tracking.store's default (a test)
 DEFAULT_WORKSPACE = "default"
 DELETED_STAGE = "Deleted_Internal"  # mlflow.entities.model_registry.model_version_stages
 _ALIAS = re.compile(r"models:/([^/@?#]+)@([^/@?#]+)")

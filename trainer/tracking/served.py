@@ -36,11 +36,11 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from trainer import provenance
 from trainer.data.images import ImageReadError, encode_png_base64
 from trainer.model.checkpoint import find_checkpoint
+from trainer.tracking.names import CHECKPOINT_ARTIFACT
 from trainer.tracking.store import quiet
 
 # The model config key, named like the trainer config key: MLflow also logs it as a run param.
 SERVE_PATHS = "tracking.serve_paths"
-CHECKPOINT_ARTIFACT = "checkpoint"  # the pyfunc artifact holding model.safetensors + model.json
 _PATH_HINT = "send the image file's bytes as base64 instead"
 
 

@@ -13,8 +13,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from trainer.remote import check_server
+from trainer.tracking.names import EMBEDDED_STORE
 
-EMBEDDED_STORE = Path("mlruns")  # relative to the working directory
 PARENT_RUN_TAG = "mlflow.parentRunId"
 MODEL_URI_TAG = "model_uri"  # the fit's logged model (models:/m-...)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # which view the MLflow UI opens an experiment on

@@ -1,0 +1,10 @@
+"""Names the tracking modules share, importable without importing mlflow (``trainer predict``
+reads a registered model without it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EMBEDDED_STORE = Path("mlruns")  # the embedded store, relative to the working directory
+EMBEDDED_DATABASE = EMBEDDED_STORE / "mlflow.db"  # its SQLite file
+CHECKPOINT_ARTIFACT = "checkpoint"  # the pyfunc artifact holding model.safetensors + model.json
