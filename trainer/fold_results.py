@@ -79,7 +79,8 @@ def write_predictions(path: Path, samples: Samples, indices: np.ndarray, probs: 
 def read_predictions(path: Path | str, errors: str = "surrogateescape") -> pd.DataFrame:
     """A predictions file as written by ``write_predictions``: paths, labels and predicted
     classes as text (file names' undecodable bytes per ``errors``), probabilities as floats."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors=errors)
+    # object, not str: pandas' arrow strings refuse the surrogates of undecodable names
+    frame = pd.read_csv(path, dtype=object, keep_default_na=False, encoding_errors=errors)
     probs = [c for c in frame.columns if c.startswith(PROB_PREFIX)]
     return frame.astype(dict.fromkeys(probs, float))
 

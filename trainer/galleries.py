@@ -62,7 +62,7 @@ def misclassified(frame: pd.DataFrame, limit: int = SHOWN) -> pd.DataFrame:
     wrong = table[table["label"] != table["predicted"]]
     wrong = wrong.assign(pair_count=wrong.groupby(["label", "predicted"])["path"].transform("size"))
     order = ["pair_count", "label", "predicted", "confidence", "path"]
-    wrong = wrong.sort_values(order, ascending=[False, True, True, False, True], kind="stable")
+    wrong = _sorted(wrong, order, descending={"pair_count", "confidence"})
     return _ranked(wrong, limit)
 
 
@@ -76,8 +76,25 @@ def label_issues(folds: Mapping[str, pd.DataFrame], limit: int = SHOWN) -> pd.Da
     repeated = table.loc[table["path"].duplicated(), "path"]
     if len(repeated):
         raise ValueError(f"{repeated.iat[0]} has predictions from more than one fold")
-    table = table.sort_values(["self_confidence", "path"], kind="stable")
+    table = _sorted(table, ["self_confidence", "path"], descending=set())
     return _ranked(table, limit)
+
+
+def _sorted(table: pd.DataFrame, columns: list[str], descending: set[str]) -> pd.DataFrame:
+    """``table`` ordered by ``columns`` (numbers in ``descending`` largest first). Sorted in
+    Python: undecodable file names carry surrogates, which pandas' arrow strings refuse."""
+
+    def key(column: str, value: object) -> object:
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape")
+        return -float(value) if column in descending else float(value)  # type: ignore[arg-type]
+
+    rows = [
+        tuple(key(c, v) for c, v in zip(columns, values, strict=True))
+        for values in zip(*(table[c].tolist() for c in columns), strict=True)
+    ]
+    order = sorted(range(len(rows)), key=rows.__getitem__)
+    return table.iloc[order]
 
 
 def write_galleries(
