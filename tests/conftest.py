@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from trainer.config import Config, config_from_dict
 from trainer.data.sample_data import write_digits
@@ -102,3 +103,12 @@ def run_study_with_lrs(path: Path, journal: Path, lrs: Iterable[float]) -> None:
     for lr in lrs:
         study.enqueue_trial({"train.lr": lr})
     assert main(["run", str(path), "--storage", str(journal)]) == 0
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    """An empty embedded MLflow store in ``tmp_path``, set as the tracking URI."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return MlflowClient(uri)

@@ -117,14 +117,6 @@ def test_one_fold_gives_no_label_errors_gallery(tmp_path: Path) -> None:
 # -- a tracked fit ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    (tmp_path / "mlruns").mkdir()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return MlflowClient(uri)
-
-
 def fit_runs(client: MlflowClient, config: Config) -> tuple[str, dict[str, str]]:
     """Fit with the tracker; the parent run id and its children's ids by name."""
     fit(config, [MlflowTracker(config.tracking, config.experiment)])

@@ -25,14 +25,6 @@ from trainer.tracking import MlflowTracker
 from .conftest import small_config
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    (tmp_path / "mlruns").mkdir()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return MlflowClient(uri)
-
-
 def tracked_fit(config: Config, extra: list[Callback] | None = None) -> None:
     fit(config, [MlflowTracker(config.tracking, config.experiment), *(extra or [])])
 
