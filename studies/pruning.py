@@ -4,19 +4,26 @@
 silently drop folds 1..k-1. And when ``epochs`` is searched, "epoch 3" of a 10-epoch cosine
 schedule (learning rate still high) is not comparable with epoch 3 of a 3-epoch one (annealed).
 
-The scheme used here, with ``GRID = 10``:
+The scheme used here, with ``GRID = 4``:
 
-* steps 0..9 come from the first fold, at tenths of its own schedule: an epoch that ends at
+* steps 0..3 come from the first fold, at quarters of its own schedule: an epoch that ends at
   fraction ``p`` of the fold's epochs reports its validation accuracy at step
-  ``floor(10 * p) - 1`` (the last tenth it completes; a 2-epoch trial reports at steps 4 and 9,
-  a 10-epoch trial at 0..9). Trials are thus compared at the same fraction of their own cosine
-  schedule, never a long schedule's early, high-learning-rate epoch against a short one's
-  annealed end; steps a trial skips simply hold no comparison.
-* step ``9 + f`` (f >= 1) is reported when fold ``f`` ends: the mean best validation accuracy of
+  ``floor(4 * p) - 1`` (the last quarter it completes; a 2-epoch trial reports at steps 1 and 3,
+  a 3-epoch trial at 0, 1 and 3, a 4-epoch trial at 0..3). Trials are thus compared at the same
+  fraction of their own cosine schedule, never a long schedule's early, high-learning-rate epoch
+  against a short one's annealed end.
+* step ``3 + f`` (f >= 1) is reported when fold ``f`` ends: the mean best validation accuracy of
   folds 0..f. Every fold reaches the pruner; the last one is the objective itself.
 
-Bad trials can stop after a tenth of their first fold; a trial that survives fold 0 is judged on
-whole folds. A pruner made for per-instance values (``per_fold`` in ``studies.pruners``: the
+Why quarters: a median or percentile pruner judges a step only against the completed trials
+that reported that same step. On tenths (the grid before), a 3-epoch trial shared no step with
+2- or 4-epoch trials before the end of the first fold, so it was often judged against a single
+completed 3-epoch trial; with quarters every schedule of two epochs or more reports at the half
+(step 1) and at the end (step 3) of the first fold, and the bar is the median of all of them
+(measured in docs/benchmarks.md, pruning economy).
+
+Bad trials can stop after a quarter of their first fold; a trial that survives fold 0 is judged
+on whole folds. A pruner made for per-instance values (``per_fold`` in ``studies.pruners``: the
 Wilcoxon pruner) instead gets each fold's own best accuracy at step = fold index, and a pruned
 trial returns the mean of the folds it trained, as Optuna recommends.
 """
@@ -32,7 +39,7 @@ import optuna
 from studies.pruners import PrunerConfig
 from trainer.callbacks import Callback, FoldInfo
 
-GRID = 10  # reports over the first fold's schedule
+GRID = 4  # reports over the first fold's schedule: its quarters
 
 
 class ReportSchedule:

@@ -42,8 +42,8 @@ def play(
 def test_every_fold_reaches_the_pruner_and_steps_never_collide() -> None:
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     done = play(study, epochs=4, accuracy=0.8, folds=5)
-    # tenths of fold 0's schedule that its 4 epochs complete, then one step per later fold
-    assert sorted(done.intermediate_values) == [1, 4, 6, 9, 10, 11, 12, 13]
+    # quarters of fold 0's schedule that its 4 epochs complete, then one step per later fold
+    assert sorted(done.intermediate_values) == [0, 1, 2, 3, 4, 5, 6, 7]
     fold_steps = [done.intermediate_values[GRID - 1 + k] for k in range(1, 5)]
     expected = [sum(0.8 + 0.01 * i for i in range(k + 1)) / (k + 1) for k in range(1, 5)]
     assert fold_steps == pytest.approx(expected)  # running mean over the folds done
@@ -52,20 +52,29 @@ def test_every_fold_reaches_the_pruner_and_steps_never_collide() -> None:
 @pytest.mark.parametrize(
     ("epochs", "expected"),
     [
-        (1, [9]),
-        (2, [4, 9]),
-        (3, [2, 5, 9]),
-        (4, [1, 4, 6, 9]),
-        (10, list(range(10))),
-        (13, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        (1, [3]),
+        (2, [1, 3]),
+        (3, [0, 1, 3]),
+        (4, [0, 1, 2, 3]),
+        (10, [0, 1, 2, 3]),
+        (13, [0, 1, 2, 3]),
     ],
 )
-def test_epochs_report_at_the_tenth_of_the_schedule_they_complete(
+def test_epochs_report_at_the_quarter_of_the_schedule_they_complete(
     epochs: int, expected: list[int]
 ) -> None:
     schedule = ReportSchedule()
     steps = [s for e in range(epochs) for s, _ in schedule.after_epoch(0, e, epochs, 0.5)]
     assert steps == expected
+
+
+@pytest.mark.parametrize("epochs", range(2, 17))
+def test_every_schedule_reports_at_the_half_and_the_end_of_the_first_fold(epochs: int) -> None:
+    # Searched epoch counts share these steps, so a pruner judges a trial there against the
+    # completed trials of every length (on tenths, 3 epochs shared none with 2 or 4).
+    schedule = ReportSchedule()
+    steps = {s for e in range(epochs) for s, _ in schedule.after_epoch(0, e, epochs, 0.5)}
+    assert {GRID // 2 - 1, GRID - 1} <= steps
 
 
 def test_clearly_worse_trial_is_pruned_in_its_first_fold() -> None:
@@ -86,6 +95,40 @@ def test_longer_schedules_are_compared_at_the_same_fraction() -> None:
     for _ in range(3):
         play(study, epochs=2, accuracy=0.8)
     assert play(study, epochs=10, accuracy=0.8).state == TrialState.COMPLETE
+
+
+def play_curve(
+    study: optuna.Study, curve: list[float], fold_bests: list[float]
+) -> optuna.trial.FrozenTrial:
+    """A trial whose every fold's epochs reach ``curve`` and whose folds end at ``fold_bests``."""
+    trial = study.ask()
+    callback = PruningCallback(trial, ReportSchedule())
+    epochs = len(curve)
+    try:
+        for k, best in enumerate(fold_bests):
+            for epoch, accuracy in enumerate(curve):
+                callback.on_epoch_end(fold(k, epochs), epoch, {"val/acc": accuracy})
+            callback.on_fold_end(fold(k, epochs), {"best/val_acc": best})
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, sum(fold_bests) / len(fold_bests))
+    return study.trials[-1]
+
+
+def test_a_slow_starter_is_judged_against_every_schedule_length() -> None:
+    # The JPEG study's best trial: 3 epochs whose high learning rate starts slowly and ends
+    # best. On tenths its first epoch was judged against the one completed 3-epoch trial (a fast
+    # starter) alone and pruned; on quarters the 4-epoch trial's values join the bar.
+    pruner = create_pruner(MedianPruning(n_startup_trials=2, n_warmup_steps=0))
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    play_curve(study, [0.30, 0.89, 0.93, 0.94], [0.94, 0.94, 0.95])
+    play_curve(study, [0.80, 0.96, 0.976], [0.976, 0.98, 0.98])
+    slow = play_curve(study, [0.63, 0.93, 0.987], [0.987, 0.987, 0.989])
+    assert slow.state == TrialState.COMPLETE
+    # ... while a trial below both at the half of its schedule still stops there
+    bad = play_curve(study, [0.65, 0.80, 0.85], [0.85, 0.85, 0.85])
+    assert bad.state == TrialState.PRUNED and max(bad.intermediate_values) == GRID // 2 - 1
 
 
 def test_wilcoxon_reports_each_fold_at_its_index() -> None:
@@ -110,7 +153,7 @@ def test_every_configured_pruner_is_created(kind: str) -> None:
 @pytest.mark.parametrize(
     ("section", "expected", "settings"),
     [
-        ({"type": "median"}, optuna.pruners.MedianPruner, {"_n_startup_trials": 5}),
+        ({"type": "median"}, optuna.pruners.MedianPruner, {"_n_startup_trials": 2}),
         ({"n_warmup_steps": 3}, optuna.pruners.MedianPruner, {"_n_warmup_steps": 3}),
         ({"type": "percentile", "percentile": 40}, optuna.pruners.PercentilePruner, {}),
         ({"type": "successive_halving"}, optuna.pruners.SuccessiveHalvingPruner, {}),
@@ -129,7 +172,8 @@ def test_each_pruner_section_builds_its_own_pruner(
     assert config.per_fold == (section.get("type") == "wilcoxon")  # only Wilcoxon per fold
 
 
-def test_default_pruner_is_the_median_pruner_with_optunas_startup() -> None:
+def default_study_pruner() -> PrunerConfig:
+    """The pruner of a study file without a pruner section."""
     study = StudyConfig.model_validate(
         {
             "name": "s",
@@ -137,7 +181,21 @@ def test_default_pruner_is_the_median_pruner_with_optunas_startup() -> None:
             "search_space": {"train.lr": {"type": "float", "low": 0.1, "high": 1}},
         }
     )
-    assert study.pruner == MedianPruning(n_startup_trials=5, n_warmup_steps=0)
+    return study.pruner
+
+
+def test_default_pruner_is_the_median_pruner_with_two_startup_trials() -> None:
+    assert default_study_pruner() == MedianPruning(n_startup_trials=2, n_warmup_steps=0)
+
+
+def test_default_pruner_stops_the_third_trial_in_its_first_quarter() -> None:
+    # Two completed trials are enough for the default to judge; a trial far below them stops
+    # after the first quarter of its first fold (with Optuna's 5 startup trials it trained on).
+    study = optuna.create_study(direction="maximize", pruner=create_pruner(default_study_pruner()))
+    for accuracy in (0.8, 0.9):
+        assert play(study, epochs=4, accuracy=accuracy).state == TrialState.COMPLETE
+    bad = play(study, epochs=4, accuracy=0.2)
+    assert bad.state == TrialState.PRUNED and list(bad.intermediate_values) == [0]
 
 
 def test_a_setting_of_another_pruner_is_refused() -> None:
