@@ -8,8 +8,14 @@ defaults (median pruner, ``precision: auto``). If it has not reached the baselin
 that many trials, it is topped up (``n_trials`` is a total) to twice as many.
 
 Figure: seconds until the baseline's final best CV accuracy was first reached, baseline ÷
-studies (target >= 3). Quick mode: tiny timm models, 3 folds, 2-4 epochs, 16-32 px, on the
-digits twice: as 500x375 JPEGs (the decoding cost of photos) and as 32 px PNGs.
+studies (target >= 3). Which trial first crosses the baseline's best decides one run's figure,
+so both searches run side by side for each of several sampler seeds (the data, holdout and
+folds stay fixed) and the figure is the median over seeds, with its spread and every seed's
+value. Each seed's ``studies run`` starts cold: its own image cache, execution-mode cache,
+split folder, journal and experiment. Where a trial's seconds go besides its epochs is
+measured on the side (``bench.trial_costs``). Quick mode: tiny timm models, 3 folds, 2-4
+epochs, 16-32 px, on the digits twice: as 500x375 JPEGs (the decoding cost of photos) and as
+32 px PNGs.
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bench.common import save
+from bench.trial_costs import TrialCosts, process_start_seconds, spread, summarise
 from bench.tutorial import TutorialDataset
 
 DEMO = Path(__file__).resolve().parents[1] / "studies" / "configs" / "demo.yaml"
@@ -38,7 +48,8 @@ SPACE: dict[str, Any] = {
     "train.image_size": {"type": "int", "low": 16, "high": 32, "step": 16},
     "model.backbone": {"type": "categorical", "choices": ["test_resnet", "test_efficientnet"]},
 }
-SEED, FOLDS, TEST_SIZE, BATCH = 42, 3, 0.1, 64
+SEED, FOLDS, TEST_SIZE, BATCH = 42, 3, 0.1, 64  # SEED: data, holdout, folds, training
+SEEDS = (42, 7, 2026)  # sampler seeds, one pair of searches each
 AUGMENT = [A.Rotate(limit=10, p=0.5), A.CoarseDropout(p=0.3)]  # as the demo config
 
 
@@ -79,7 +90,7 @@ def tutorial_fold(
     return accuracies
 
 
-def run_tutorial(root: Path, trials: int) -> list[tuple[float, float]]:
+def run_tutorial(root: Path, trials: int, seed: int) -> list[tuple[float, float]]:
     """The baseline search; returns (seconds since start, value) per finished trial."""
     import mlflow
     import optuna
@@ -115,13 +126,13 @@ def run_tutorial(root: Path, trials: int) -> list[tuple[float, float]]:
 
     from studies.sampling import create_sampler
 
-    sampler = create_sampler(SEED, n_startup_trials=4)  # seeded exactly as studies run seeds it
+    sampler = create_sampler(seed, n_startup_trials=4)  # seeded exactly as studies run seeds it
     optuna.create_study(direction="maximize", sampler=sampler).optimize(objective, trials)
     return finished
 
 
-def study_file(root: Path) -> Path:
-    """The demo study with the baseline's search, data, folds, sampler and batch."""
+def study_file(root: Path, seed: int = SEED) -> Path:
+    """The demo study with the baseline's search, data, folds, sampler (seed) and batch."""
     import yaml
 
     raw = yaml.safe_load(DEMO.read_text())
@@ -136,30 +147,49 @@ def study_file(root: Path) -> Path:
         "runtime.precision=auto",
         "runtime.channels_last=auto",
         f"data.root={root}",
-        f"output.dir={root.parent / 'out'}",
+        f"output.dir={root.parent / f'out-{seed}'}",
         "runtime.progress=false",
     ]
-    raw.update(name="studies", search_space=SPACE, sampler={"seed": SEED, "n_startup_trials": 4})
-    config_path = root.parent / "studies.yaml"
+    sampler = {"seed": seed, "n_startup_trials": 4}
+    raw.update(name=f"studies-{seed}", search_space=SPACE, sampler=sampler)
+    config_path = root.parent / f"studies-{seed}.yaml"
     config_path.write_text(yaml.safe_dump(raw, sort_keys=False))  # suggest in SPACE order
     return config_path
 
 
-def run_studies(root: Path, trials: int, target: float) -> dict[str, Any]:
+@contextmanager
+def cold_caches(folder: Path) -> Iterator[None]:
+    """Image and execution-mode caches in ``folder`` for the block, as on a fresh machine."""
+    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "TIMM_STUDIES_CACHE")}
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    os.environ["TIMM_STUDIES_CACHE"] = str(folder / "images")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+def run_studies(root: Path, trials: int, target: float, seed: int) -> dict[str, Any]:
     """``studies run`` on the same search; topped up to 2x trials if the target is not reached."""
     import optuna
 
     from studies.cli import main as studies
     from studies.storage import open_storage
 
-    config_path = study_file(root)
-    storage = str(root.parent / "studies.journal")
+    config_path = study_file(root, seed)
+    storage = str(root.parent / f"studies-{seed}.journal")
     start = time.time()
+    invocations = []
     for total in (trials, 2 * trials):
-        assert (
-            studies(["run", str(config_path), "--storage", storage, "--n-trials", str(total)]) == 0
+        began = time.perf_counter()
+        with cold_caches(root.parent / f"cache-{seed}"):
+            command = ["run", str(config_path), "--storage", storage, "--n-trials", str(total)]
+            assert studies(command) == 0
+        invocations.append(time.perf_counter() - began)
+        study = optuna.load_study(
+            study_name=f"studies-{seed}", storage=open_storage(storage).storage
         )
-        study = optuna.load_study(study_name="studies", storage=open_storage(storage).storage)
         finished = [
             (t.datetime_complete.timestamp() - start, float(t.value))
             for t in study.trials
@@ -170,7 +200,12 @@ def run_studies(root: Path, trials: int, target: float) -> dict[str, Any]:
         if any(value >= target for _, value in finished):
             break
     counts = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED")}
-    return {"finished": sorted(finished), "trials": len(study.trials), **counts}
+    return {
+        "finished": sorted(finished),
+        "trials": len(study.trials),
+        **counts,
+        "invocation_seconds": invocations,
+    }
 
 
 def first_reaching(finished: list[tuple[float, float]], target: float) -> float | None:
@@ -192,30 +227,66 @@ def write_photos(root: Path) -> None:
         cv2.imwrite(str(folder / f"{number:04d}.jpg"), cv2.cvtColor(large, cv2.COLOR_GRAY2BGR))
 
 
-def compare(scratch: Path, data: str, trials: int) -> dict[str, Any]:
-    """Both searches on one copy of the digits; the figures of one case."""
+def one_seed(root: Path, data: str, trials: int, seed: int, costs: TrialCosts) -> dict[str, Any]:
+    """Both searches with one sampler seed, one after the other; the seed's figures."""
+    baseline = run_tutorial(root, trials, seed)
+    target = max(value for _, value in baseline)
+    before = len(costs.records)
+    with costs.active():
+        ours = run_studies(root, trials, target, seed)
+    costs.tag_last(len(costs.records) - before, study=f"{data}-{seed}", seed=seed)
+    trial_wall = sum(r["wall"] for r in costs.records[before:])
+    ours["per_invocation_overhead_seconds"] = (sum(ours["invocation_seconds"]) - trial_wall) / len(
+        ours["invocation_seconds"]
+    )
+    baseline_seconds = first_reaching(baseline, target)
+    ours_seconds = first_reaching(ours["finished"], target)
+    speedup = baseline_seconds / ours_seconds if baseline_seconds and ours_seconds else None
+    print(
+        f"{data} seed {seed}: baseline best {target:.4f} after {baseline_seconds:.0f} s; studies "
+        f"reached it after {ours_seconds if ours_seconds is None else round(ours_seconds)} s: "
+        f"speedup {speedup if speedup is None else round(speedup, 2)} (target >= 3)",
+        flush=True,
+    )
+    return {
+        "seed": seed,
+        "target_value": target,
+        "baseline": {"finished": baseline, "seconds_to_target": baseline_seconds},
+        "studies": {**ours, "seconds_to_target": ours_seconds},
+        "speedup": speedup,
+    }
+
+
+def median_speedup(speedups: list[float | None]) -> float | None:
+    """The median over seeds, a seed whose search never reached the target ranking lowest."""
+    ranked = sorted(speedups, key=lambda v: -1.0 if v is None else v)
+    middle = len(ranked) // 2
+    if len(ranked) % 2:
+        return ranked[middle]
+    low, high = ranked[middle - 1], ranked[middle]
+    return None if low is None or high is None else (low + high) / 2
+
+
+def compare(scratch: Path, data: str, trials: int, seeds: list[int]) -> dict[str, Any]:
+    """Both searches per seed on one copy of the digits; the figures of one case."""
     from trainer.data.sample_data import write_digits
 
     root = scratch / data / "digits"
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / data / 'mlflow.db'}"
     write_photos(root) if data == "photos" else write_digits(root)
-    baseline = run_tutorial(root, trials)
-    target = max(value for _, value in baseline)
-    ours = run_studies(root, trials, target)
-    baseline_seconds = first_reaching(baseline, target)
-    ours_seconds = first_reaching(ours["finished"], target)
-    speedup = baseline_seconds / ours_seconds if baseline_seconds and ours_seconds else None
-    print(
-        f"{data}: baseline best {target:.4f} after {baseline_seconds:.0f} s; studies reached it "
-        f"after {ours_seconds if ours_seconds is None else round(ours_seconds)} s: "
-        f"speedup {speedup if speedup is None else round(speedup, 2)} (target >= 3)"
-    )
+    costs = TrialCosts()
+    runs = [one_seed(root, data, trials, seed, costs) for seed in seeds]
+    speedups = [run["speedup"] for run in runs]
+    reached = [v for v in speedups if v is not None]
     return {
         "data": DATA[data],
-        "target_value": target,
-        "baseline": {"finished": baseline, "seconds_to_target": baseline_seconds},
-        "studies": {**ours, "seconds_to_target": ours_seconds},
-        "speedup": speedup,
+        "speedup": median_speedup(speedups),
+        "speedup_min": min(reached) if len(reached) == len(runs) else None,
+        "speedup_max": max(reached) if reached else None,
+        "speedups": {str(run["seed"]): run["speedup"] for run in runs},
+        "seeds": runs,
+        "trial_costs": summarise(costs.records),
+        "trial_records": costs.records,
     }
 
 
@@ -228,17 +299,28 @@ DATA = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--data", nargs="+", choices=sorted(DATA), default=["photos", "small"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    start = process_start_seconds()
     with tempfile.TemporaryDirectory() as scratch:
-        cases = [compare(Path(scratch), data, args.trials) for data in args.data]
+        cases = [compare(Path(scratch), data, args.trials, args.seeds) for data in args.data]
+    fixed = [r["fixed"] for case in cases for r in case["trial_records"]]
     result = {
-        "mode": f"{FOLDS} folds, {args.trials} trials each (studies up to {2 * args.trials})",
+        "mode": f"{FOLDS} folds, {args.trials} trials each (studies up to {2 * args.trials}), "
+        f"sampler seeds {' '.join(map(str, args.seeds))}",
         "search_space": SPACE,
         "cases": cases,
+        "fixed_seconds_per_trial": spread(fixed),
+        "process_start_seconds": start,
+        "torch_threads": torch.get_num_threads(),  # OMP_NUM_THREADS=1 on a shared, busy machine
         "target_speedup": 3.0,
+        "target_fixed_seconds": 0.5,
     }
+    for case in cases:
+        print(f"{case['data']}: median speedup {case['speedup']} over seeds {case['speedups']}")
+    print(f"fixed cost per trial: {statistics.median(fixed) if fixed else None} s (target <= 0.5)")
     save("time_to_best", result)
 
 
