@@ -192,7 +192,17 @@ def _trial_costs(result: dict[str, Any]) -> list[str]:
         f"{c['cache']['trials_redecoding_a_seen_size']} re-decoding a size seen before"
         for case, c in zip(result["cases"], costs, strict=True)
     )
-    return [*lines, "", f"- Decoded-image cache: {caches}."]
+    lines += ["", f"- Decoded-image cache: {caches}."]
+    for case, c in zip(result["cases"], costs, strict=True):
+        calls = c.get("call_median_seconds_and_calls", {})
+        inside = ", ".join(
+            f"{name} {seconds:.3f} s ({count:g} calls)"
+            for name, (seconds, count) in sorted(calls.items(), key=lambda kv: -kv[1][0])
+            if seconds >= 0.005
+        )
+        if inside:
+            lines.append(f"- Calls inside those, {case['data']} (median per trial): {inside}.")
+    return lines
 
 
 def _time_to_best_single(result: dict[str, Any]) -> list[str]:

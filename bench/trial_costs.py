@@ -59,6 +59,18 @@ TARGETS: tuple[tuple[str, str, str], ...] = (
     ("trainer.data.images", "read_rgb", "decode"),
 )
 COUNTED = ("trainer.data.cache", "ImageCache.get")  # every image read: cache hit or decode
+# Calls inside the components above, timed and counted on their own (they overlap them).
+CLIENT_CALLS = "create_run log_batch log_artifact log_artifacts log_inputs set_tag set_terminated"
+DETAILS: tuple[tuple[str, str], ...] = (
+    *(("mlflow.tracking.client", f"MlflowClient.{name}") for name in CLIENT_CALLS.split()),
+    ("trainer.plots", "learning_curves"),
+    ("trainer.plots", "confusion_matrix_plot"),
+    ("trainer.tracking.tracker", "write_galleries"),
+    ("trainer.tracking.tracker", "log_dataset"),
+    ("trainer.fit", "fingerprint"),
+    ("trainer.fit", "find_bad_images"),
+    ("optuna.study.study", "Study.tell"),
+)
 
 
 class TrialCosts:
@@ -75,6 +87,8 @@ class TrialCosts:
         for module, name, component in TARGETS:
             self._wrap(module, name, self._timer(component, opens=name == "fail_stale_trials"))
         self._wrap(*COUNTED, self._counter)
+        for module, name in DETAILS:
+            self._wrap(module, name, self._detail(name))
         try:
             yield self
         finally:
@@ -116,6 +130,22 @@ class TrialCosts:
 
         return make
 
+    def _detail(self, name: str) -> Callable[[Any], Any]:
+        def make(original: Any) -> Any:
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    if self._current is not None:
+                        seconds_calls = self._current["detail"][name]
+                        seconds_calls[0] += time.perf_counter() - start
+                        seconds_calls[1] += 1
+
+            return timed
+
+        return make
+
     def _counter(self, original: Any) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Any:
             if self._current is not None:
@@ -126,13 +156,20 @@ class TrialCosts:
 
     def _open(self, now: float) -> None:
         self._close(now)
-        self._current = {"start": now, "seconds": defaultdict(float), "reads": 0, "decodes": 0}
+        self._current = {
+            "start": now,
+            "seconds": defaultdict(float),
+            "detail": defaultdict(lambda: [0.0, 0]),
+            "reads": 0,
+            "decodes": 0,
+        }
 
     def _close(self, now: float) -> None:
         record, self._current = self._current, None
         if record is None or "epochs" not in record["seconds"]:
             return  # an iteration that ran no trial (nothing left to reserve)
         seconds = dict(record.pop("seconds"))
+        record["detail"] = dict(record["detail"])
         wall = now - record.pop("start")
         training = seconds["epochs"] - seconds.get("decode", 0.0)
         named = sum(v for k, v in seconds.items() if k not in ("epochs", "decode"))
@@ -180,6 +217,13 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "component_total_seconds": {
             name: sum(r["seconds"].get(name, 0.0) for r in records) for name in components
+        },
+        "call_median_seconds_and_calls": {
+            name: [
+                statistics.median(r["detail"].get(name, (0.0, 0))[0] for r in records),
+                statistics.median(r["detail"].get(name, (0.0, 0))[1] for r in records),
+            ]
+            for name in sorted({k for r in records for k in r.get("detail", {})})
         },
         "cache": {
             "reads": reads,
