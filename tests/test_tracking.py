@@ -21,6 +21,7 @@ from trainer.metrics import EPOCH_METRICS
 from trainer.model.checkpoint import find_checkpoint
 from trainer.predict import Predictor
 from trainer.tracking import MlflowTracker
+from trainer.tracking.writer import TrackingWriteError
 
 from .conftest import small_config
 
@@ -281,7 +282,7 @@ def test_failure_while_finishing_leaves_no_run_running(
 
     monkeypatch.setattr(plots, "learning_curves", broken)
     config = small_config(digits_dir, tmp_path / "out", tracking={"log_model": False})
-    with pytest.raises(RuntimeError, match="plotting failed"):
+    with pytest.raises(TrackingWriteError, match=r"figures .* plotting failed"):
         tracked_fit(config)
     parent, children = parent_and_children(store, config.experiment)
     assert parent.info.status == "FAILED"

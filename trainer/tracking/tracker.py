@@ -11,6 +11,12 @@ The epoch metrics are logged under the names they arrive with (``trainer.metrics
 
 Children are nested through the ``mlflow.parentRunId`` tag with explicit run ids, so nothing
 depends on MLflow's thread-local "active run" (which does not cross processes).
+
+Run creation stays on the training thread (its id is needed at once); parameters, epoch metrics,
+a fold's artifacts and figures and the end of its run, and the fit's figures are queued on a
+``BackgroundWriter`` and written while training goes on. The fit ends only once they are all
+written (``flush``); a failed write fails the fit; an interrupted fit waits for them
+(``drain``) before it ends its runs KILLED.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from trainer.tracking.store import (
     quiet_transfers,
     tracking_uri,
 )
+from trainer.tracking.writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,8 @@ class MlflowTracker(Callback):
         self.reference_tags = reference_tags
         self.extra_tags = extra_tags or {}  # e.g. mlflow.parentRunId to nest the fit's run
         self.child_id: str | None = None
+        self.unended: set[str] = set()  # fold runs whose queued end has not been written yet
+        self.writer = BackgroundWriter(self.client.tracking_uri)
         self.monitor: SystemMetricsMonitor | None = None
         self.history: plots.History = {}
         self.info: FitInfo | None = None
@@ -94,9 +103,9 @@ class MlflowTracker(Callback):
         else:
             self._log(self.run_id, tags=tags)
         params = [Param(metric_key(k), str(v)) for k, v in flatten(info.config.to_dict()).items()]
-        for start in range(0, len(params), 100):
-            self._log(self.run_id, params=params[start : start + 100])
-        self._log_lineage(info)
+        run_id = self.run_id
+        self.writer.submit("the run's parameters", lambda: self._log_params(run_id, params))
+        self.writer.submit("the dataset, split and config files", lambda: self._log_lineage(info))
         if self.reference_tags is not None:
             provenance.warn_if_different(self.reference_tags, tags)
         log.info("tracking to %s (run %s)", self.client.tracking_uri, self.run_id)
@@ -115,9 +124,10 @@ class MlflowTracker(Callback):
 
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
         self.history[fold.name].append(dict(metrics))
-        # One synchronous batch per epoch (~20 ms): MLflow's asynchronous mode measured slower
-        # here, its writer thread competing with training for two cores.
-        self._log(self.active_child, metrics=_metrics(metrics, step=epoch))
+        batch, child = _metrics(metrics, step=epoch), self.active_child
+        self.writer.submit(
+            f"{fold.name}'s epoch {epoch} metrics", lambda: self._log(child, metrics=batch)
+        )
 
     def on_checkpoint(self, fold: FoldInfo, epoch: int, directory: Path) -> None:
         if self.settings.log_checkpoints == "all":
@@ -127,57 +137,37 @@ class MlflowTracker(Callback):
 
     def on_fold_end(self, fold: FoldInfo, summary: dict[str, Any]) -> None:
         child = self.active_child
-        scalars = {
-            k: float(v)
-            for k, v in summary.items()
-            if k.startswith(("best/", "test/")) and isinstance(v, int | float)
-        }
-        scalars["epochs_trained"] = float(summary["epochs_trained"])
-        self._log(child, metrics=_metrics(scalars, step=0))
-        if self.settings.log_checkpoints != "none":
-            checkpoint = Path(summary["checkpoint"])
-            for path in (checkpoint, checkpoint.with_suffix(".json")):
-                self.client.log_artifact(child, str(path), "checkpoint")
-        self.client.log_artifact(child, summary["predictions"])
-        if self.settings.plots:
-            for path in self._confusion_plot(fold, Path(summary["predictions"])):
-                self.client.log_artifact(child, str(path), "plots")
-        self._stop_system_metrics()
-        self.client.set_terminated(child, RunStatus.to_string(RunStatus.FINISHED))
+        self._stop_system_metrics()  # flushes its samples before the run can end
         self.child_id = None
+        self.unended.add(child)
+        self.writer.submit(
+            f"{fold.name}'s results and artifacts", lambda: self._finish_fold(child, fold, summary)
+        )
 
     def on_fit_end(self, summary: dict[str, Any]) -> None:
-        info = self._fit_info
-        scalars = {k: float(v) for k, v in summary.items() if k.startswith("cv/")}
-        refit = summary.get("refit", {})
-        scalars.update(
-            {
-                k: float(v)
-                for k, v in refit.items()
-                if k.startswith("test/") and isinstance(v, int | float)
-            }
+        info, parent = self._fit_info, self.parent_id
+        history = {name: list(epochs) for name, epochs in self.history.items()}
+        self.writer.submit(
+            "the fit's results and figures",
+            lambda: self._finish_fit(parent, info, summary, history),
         )
-        for name, scores in refit.get("test/per_class", {}).items():
-            scalars[f"test/precision/{name}"] = scores["precision"]
-            scalars[f"test/recall/{name}"] = scores["recall"]
-        self._log(self.parent_id, metrics=_metrics(scalars, step=0))
-        self.client.log_artifact(self.parent_id, str(info.run_dir / "summary.json"))
-        if self.settings.plots and self.history:
-            for path in plots.learning_curves(self.history, info.run_dir / "plots"):
-                self.client.log_artifact(self.parent_id, str(path), "plots")
-        if self.settings.plots:  # misclassified holdout images, likely label errors
-            for path in write_galleries(summary, info.samples.root, info.run_dir / GALLERIES):
-                self.client.log_artifact(self.parent_id, str(path), GALLERIES)
-        if self.settings.log_model:
+        if self.settings.log_model:  # meanwhile, on this thread
             self._log_model(_model_checkpoint(summary), info)
+        self.writer.flush()
+        self.writer.close()
         if self.owns_run:
-            self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
+            self.client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))
 
     def on_fit_error(self, error: BaseException) -> None:
         self._stop_system_metrics()
+        try:
+            self.writer.drain()  # what was queued before the error is written, not lost
+        except BaseException as again:  # a second signal while waiting: still end the runs
+            log.warning("stopped waiting for queued tracking writes: %s", type(again).__name__)
         status = "KILLED" if isinstance(error, self.killed_on) else "FAILED"
         message = f"{type(error).__name__}: {error}"[:5000]
         runs = [self.child_id] if self.child_id else []
+        runs += sorted(self.unended)
         if self.owns_run and self.run_id:
             runs.append(self.run_id)
         for run_id in runs:
@@ -187,6 +177,7 @@ class MlflowTracker(Callback):
             except MlflowException as exc:  # keep the original error the one that surfaces
                 log.warning("could not end run %s as %s: %s", run_id, status, exc)
         self.child_id = None
+        self.unended.clear()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -239,6 +230,43 @@ class MlflowTracker(Callback):
         run_tags_ = [RunTag(k, v) for k, v in (tags or {}).items()]
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=run_tags_)
 
+    def _log_params(self, run_id: str, params: list[Param]) -> None:
+        for start in range(0, len(params), 100):  # MLflow's limit per batch
+            self._log(run_id, params=params[start : start + 100])
+
+    def _finish_fold(self, child: str, fold: FoldInfo, summary: dict[str, Any]) -> None:
+        """A fold's scalars, checkpoint, predictions and confusion matrix; then its run ends."""
+        scalars = {
+            k: float(v)
+            for k, v in summary.items()
+            if k.startswith(("best/", "test/")) and isinstance(v, int | float)
+        }
+        scalars["epochs_trained"] = float(summary["epochs_trained"])
+        self._log(child, metrics=_metrics(scalars, step=0))
+        if self.settings.log_checkpoints != "none":
+            checkpoint = Path(summary["checkpoint"])
+            for path in (checkpoint, checkpoint.with_suffix(".json")):
+                self.client.log_artifact(child, str(path), "checkpoint")
+        self.client.log_artifact(child, summary["predictions"])
+        if self.settings.plots:
+            for path in self._confusion_plot(fold, Path(summary["predictions"])):
+                self.client.log_artifact(child, str(path), "plots")
+        self.client.set_terminated(child, RunStatus.to_string(RunStatus.FINISHED))
+        self.unended.discard(child)
+
+    def _finish_fit(
+        self, parent: str, info: FitInfo, summary: dict[str, Any], history: plots.History
+    ) -> None:
+        """The fit's CV and holdout scalars, summary, learning curves and galleries."""
+        self._log(parent, metrics=_metrics(_fit_scalars(summary), step=0))
+        self.client.log_artifact(parent, str(info.run_dir / "summary.json"))
+        if self.settings.plots and history:
+            for path in plots.learning_curves(history, info.run_dir / "plots"):
+                self.client.log_artifact(parent, str(path), "plots")
+        if self.settings.plots:  # misclassified holdout images, likely label errors
+            for path in write_galleries(summary, info.samples.root, info.run_dir / GALLERIES):
+                self.client.log_artifact(parent, str(path), GALLERIES)
+
     def _log_lineage(self, info: FitInfo) -> None:
         samples, splits = info.samples, info.splits
         split_names = {int(i): "test" for i in splits.test}
@@ -278,6 +306,23 @@ class MlflowTracker(Callback):
 def _metrics(values: dict[str, float], step: int) -> list[Metric]:
     now = int(time.time() * 1000)
     return [Metric(metric_key(k), float(v), now, step) for k, v in values.items()]
+
+
+def _fit_scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """``cv/*`` of the folds, ``test/*`` and per-class precision and recall of the refit."""
+    scalars = {k: float(v) for k, v in summary.items() if k.startswith("cv/")}
+    refit = summary.get("refit", {})
+    scalars.update(
+        {
+            k: float(v)
+            for k, v in refit.items()
+            if k.startswith("test/") and isinstance(v, int | float)
+        }
+    )
+    for name, scores in refit.get("test/per_class", {}).items():
+        scalars[f"test/precision/{name}"] = scores["precision"]
+        scalars[f"test/recall/{name}"] = scores["recall"]
+    return scalars
 
 
 def _model_checkpoint(summary: dict[str, Any]) -> Path:
