@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import random
@@ -54,7 +55,7 @@ def test_tasks_run_in_order_and_flush_waits_for_them() -> None:
         done.append(number)
 
     for number in range(20):
-        writer.submit(f"task {number}", lambda n=number: task(n))
+        writer.submit(f"task {number}", functools.partial(task, number))
     writer.flush()
     assert done == list(range(20))
 
