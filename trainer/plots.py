@@ -13,12 +13,12 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix
+
+from trainer.callbacks import FoldInfo
+from trainer.fold_results import read_predictions
 
 History = dict[str, list[dict[str, float]]]  # fold name -> metrics of each epoch
 _PAGE = (
@@ -31,7 +31,8 @@ _PAGE = (
 
 def learning_curves(history: History, out_dir: Path) -> list[Path]:
     """Loss and accuracy per epoch of every fold (train dashed, validation solid)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))  # not pyplot: figures are drawn on the tracker's writer thread
+    axes = fig.subplots(1, 2)
     for index, (fold, epochs) in enumerate(sorted(history.items())):
         steps = list(range(len(epochs)))
         for column, metric in enumerate(("loss", "acc")):
@@ -63,7 +64,8 @@ def confusion_matrix_plot(
     page.write_text(_PAGE.format(title=html.escape(title), body=confusion_table(matrix, labels)))
     if not png:
         return [page]
-    fig, axis = plt.subplots(figsize=(1.5 + 0.5 * len(labels), 1.2 + 0.5 * len(labels)))
+    fig = Figure(figsize=(1.5 + 0.5 * len(labels), 1.2 + 0.5 * len(labels)))
+    axis = fig.subplots()
     axis.imshow(matrix, cmap="Blues")
     axis.set_xticks(range(len(labels)), labels, rotation=90)
     axis.set_yticks(range(len(labels)), labels)
@@ -90,7 +92,22 @@ def confusion_table(matrix: np.ndarray, labels: list[str]) -> str:
     return "<table><tr><th>true \\ predicted</th>" + head + "</tr>" + "".join(rows) + "</table>"
 
 
-def _save(fig: plt.Figure, title: str, stem: Path, png: bool) -> list[Path]:
+def fold_confusion_matrix(
+    fold: FoldInfo, predictions: Path, class_names: Sequence[str]
+) -> list[Path]:
+    """A fold's confusion matrix from its predictions file, in the fold's folder (with a PNG
+    for the refit's holdout only)."""
+    names = list(class_names)
+    frame = read_predictions(predictions)
+    matrix = confusion_matrix(frame["label"], frame["predicted"], labels=names)
+    split = "holdout" if fold.index < 0 else "validation"
+    title = f"{fold.name}: {split} confusion matrix"
+    return confusion_matrix_plot(
+        matrix, names, title, fold.out_dir / "confusion_matrix", png=fold.index < 0
+    )
+
+
+def _save(fig: Figure, title: str, stem: Path, png: bool) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     svg = io.StringIO()
@@ -101,9 +118,8 @@ def _save(fig: plt.Figure, title: str, stem: Path, png: bool) -> list[Path]:
     return [page, _png(fig, stem)] if png else [page]
 
 
-def _png(fig: plt.Figure, stem: Path) -> Path:
+def _png(fig: Figure, stem: Path) -> Path:
     path = stem.with_suffix(".png")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path

@@ -12,11 +12,9 @@ The epoch metrics are logged under the names they arrive with (``trainer.metrics
 Children are nested through the ``mlflow.parentRunId`` tag with explicit run ids, so nothing
 depends on MLflow's thread-local "active run" (which does not cross processes).
 
-Run creation stays on the training thread (its id is needed at once); parameters, epoch metrics,
-a fold's artifacts and figures and the end of its run, and the fit's figures are queued on a
-``BackgroundWriter`` and written while training goes on. The fit ends only once they are all
-written (``flush``); a failed write fails the fit; an interrupted fit waits for them
-(``drain``) before it ends its runs KILLED.
+Runs are created on the training thread; parameters, metrics, artifacts, figures and the end
+of each fold's run are written by a ``BackgroundWriter`` while training goes on, and all of it
+before the fit ends (a failed write fails the fit; an interrupted fit waits for them).
 """
 
 from __future__ import annotations
@@ -31,8 +29,6 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-from sklearn.metrics import confusion_matrix
 
 from trainer import plots, provenance
 from trainer.callbacks import Callback, FitInfo, FoldInfo
@@ -40,7 +36,6 @@ from trainer.config import TrackingConfig, flatten
 from trainer.data.dataset import printable
 from trainer.data.images import read_rgb
 from trainer.data.scan import SKIPPED_FILE
-from trainer.fold_results import read_predictions
 from trainer.galleries import FOLDER as GALLERIES
 from trainer.galleries import write_galleries
 from trainer.tracking.explore import log_dataset
@@ -50,10 +45,10 @@ from trainer.tracking.store import (
     PARENT_RUN_TAG,
     ensure_experiment,
     metric_key,
-    quiet,
     quiet_transfers,
     tracking_uri,
 )
+from trainer.tracking.system import SystemMetrics
 from trainer.tracking.writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
@@ -87,7 +82,7 @@ class MlflowTracker(Callback):
         self.child_id: str | None = None
         self.unended: set[str] = set()  # fold runs whose queued end has not been written yet
         self.writer = BackgroundWriter(self.client.tracking_uri)
-        self.monitor: SystemMetricsMonitor | None = None
+        self.system_metrics = SystemMetrics(settings, self.client.tracking_uri)
         self.history: plots.History = {}
         self.info: FitInfo | None = None
 
@@ -120,7 +115,7 @@ class MlflowTracker(Callback):
         run = self.client.create_run(self.experiment_id, run_name=fold.name, tags=tags)
         self.child_id = run.info.run_id
         self.history[fold.name] = []
-        self._start_system_metrics(self.child_id)
+        self.system_metrics.start(self.child_id)
 
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
         self.history[fold.name].append(dict(metrics))
@@ -137,11 +132,12 @@ class MlflowTracker(Callback):
 
     def on_fold_end(self, fold: FoldInfo, summary: dict[str, Any]) -> None:
         child = self.active_child
-        self._stop_system_metrics()  # flushes its samples before the run can end
+        self.system_metrics.stop()  # flushes its samples before the run can end
         self.child_id = None
         self.unended.add(child)
         self.writer.submit(
-            f"{fold.name}'s results and artifacts", lambda: self._finish_fold(child, fold, summary)
+            f"{fold.name}'s results and artifacts",
+            lambda: self._finish_fold(child, fold, dict(summary)),
         )
 
     def on_fit_end(self, summary: dict[str, Any]) -> None:
@@ -159,7 +155,7 @@ class MlflowTracker(Callback):
             self.client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))
 
     def on_fit_error(self, error: BaseException) -> None:
-        self._stop_system_metrics()
+        self.system_metrics.stop()
         try:
             self.writer.drain()  # what was queued before the error is written, not lost
         except BaseException as again:  # a second signal while waiting: still end the runs
@@ -180,25 +176,6 @@ class MlflowTracker(Callback):
         self.unended.clear()
 
     # -- helpers -------------------------------------------------------------------------
-
-    def _start_system_metrics(self, run_id: str) -> None:
-        """CPU, memory, disk, network (and GPU with NVML) sampled into the training run."""
-        if not self.settings.system_metrics:
-            return
-        with quiet("mlflow.system_metrics"):  # "GPU monitor unavailable" on every CPU fold
-            self.monitor = SystemMetricsMonitor(
-                run_id,
-                sampling_interval=self.settings.system_metrics_seconds,
-                tracking_uri=self.client.tracking_uri,
-            )
-            self.monitor.start()
-
-    def _stop_system_metrics(self) -> None:
-        """Stop the sampler thread and flush what it holds (before the run ends)."""
-        if self.monitor is not None:
-            with quiet("mlflow.system_metrics"):
-                self.monitor.finish()
-            self.monitor = None
 
     @property
     def parent_id(self) -> str:
@@ -249,7 +226,8 @@ class MlflowTracker(Callback):
                 self.client.log_artifact(child, str(path), "checkpoint")
         self.client.log_artifact(child, summary["predictions"])
         if self.settings.plots:
-            for path in self._confusion_plot(fold, Path(summary["predictions"])):
+            names = self._fit_info.samples.class_names
+            for path in plots.fold_confusion_matrix(fold, Path(summary["predictions"]), names):
                 self.client.log_artifact(child, str(path), "plots")
         self.client.set_terminated(child, RunStatus.to_string(RunStatus.FINISHED))
         self.unended.discard(child)
@@ -282,16 +260,6 @@ class MlflowTracker(Callback):
         self.client.log_artifact(self.parent_id, str(info.run_dir / "config.yaml"))
         if info.skipped:
             self.client.log_artifact(self.parent_id, str(info.run_dir / SKIPPED_FILE), "data")
-
-    def _confusion_plot(self, fold: FoldInfo, predictions: Path) -> list[Path]:
-        names = list(self._fit_info.samples.class_names)
-        frame = read_predictions(predictions)
-        matrix = confusion_matrix(frame["label"], frame["predicted"], labels=names)
-        split = "holdout" if fold.index < 0 else "validation"
-        title = f"{fold.name}: {split} confusion matrix"
-        return plots.confusion_matrix_plot(
-            matrix, names, title, fold.out_dir / "confusion_matrix", png=fold.index < 0
-        )
 
     def _log_model(self, checkpoint_dir: Path, info: FitInfo) -> None:
         example_index = int(info.splits.test[0]) if len(info.splits.test) else 0
