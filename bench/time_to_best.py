@@ -159,13 +159,19 @@ def study_file(root: Path, seed: int = SEED) -> Path:
 
 @contextmanager
 def cold_caches(folder: Path) -> Iterator[None]:
-    """Image and execution-mode caches in ``folder`` for the block, as on a fresh machine."""
+    """Image and execution-mode caches in ``folder`` for the block, as on a fresh machine (and
+    none of this process's open image caches: a new worker process has none)."""
+    import trainer.fit
+    from trainer.data.cache import CacheRegistry
+
     saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "TIMM_STUDIES_CACHE")}
     os.environ["XDG_CACHE_HOME"] = str(folder)
     os.environ["TIMM_STUDIES_CACHE"] = str(folder / "images")
+    registry, trainer.fit.CACHES = trainer.fit.CACHES, CacheRegistry()
     try:
         yield
     finally:
+        trainer.fit.CACHES = registry
         for name, value in saved.items():
             os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 

@@ -40,6 +40,7 @@ TARGETS: tuple[tuple[str, str, str], ...] = (
     ("trainer.tracking.tracker", "MlflowTracker.on_checkpoint", "mlflow: checkpoint/figures"),
     ("trainer.tracking.tracker", "MlflowTracker.on_fold_end", "mlflow: checkpoint/figures"),
     ("trainer.tracking.tracker", "MlflowTracker.on_fit_end", "mlflow: end of fit"),
+    ("trainer.tracking.tracker", "MlflowTracker.on_fit_error", "mlflow: end of pruned fit"),
     ("studies.objective", "trial_config", "config"),
     ("trainer.fit", "create_probe", "model: probe"),
     ("trainer.fit", "find_samples", "data scan"),
