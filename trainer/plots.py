@@ -1,15 +1,14 @@
-"""Figures of one fit: learning curves and confusion matrices, as HTML and PNG.
+"""Figures of one fit: learning curves (PNG) and confusion matrices (HTML, and PNG).
 
-Every HTML file opens offline and loads nothing: the learning curves are an inline SVG (the
-MLflow UI's own metric charts are the interactive view of the same values), the confusion
-matrix a shaded HTML table. A PNG twin, which the MLflow UI shows inline, sits beside each
-fit-level figure.
+The learning curves are a PNG, which the MLflow UI shows inline; its own metric charts are the
+interactive view of the same values (an SVG page of them cost as much again and added nothing).
+A confusion matrix is a shaded HTML table that opens offline and loads nothing, with a PNG twin
+for the holdout's.
 """
 
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,7 +49,8 @@ def learning_curves(history: History, out_dir: Path) -> list[Path]:
         axis.set_title(title)
         axis.set_xlabel("epoch")
     axes[1].legend(fontsize="small")
-    return _save(fig, "Learning curves", out_dir / "learning_curves", png=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [_png(fig, out_dir / "learning_curves")]
 
 
 def confusion_matrix_plot(
@@ -105,17 +105,6 @@ def fold_confusion_matrix(
     return confusion_matrix_plot(
         matrix, names, title, fold.out_dir / "confusion_matrix", png=fold.index < 0
     )
-
-
-def _save(fig: Figure, title: str, stem: Path, png: bool) -> list[Path]:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    svg = io.StringIO()
-    fig.savefig(svg, format="svg")
-    page = stem.with_suffix(".html")
-    inline = svg.getvalue()[svg.getvalue().index("<svg") :]  # no XML prolog inside HTML
-    page.write_text(_PAGE.format(title=html.escape(title), body=inline))
-    return [page, _png(fig, stem)] if png else [page]
 
 
 def _png(fig: Figure, stem: Path) -> Path:
