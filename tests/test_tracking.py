@@ -126,6 +126,8 @@ def test_logged_model_predicts_like_the_trainer(
     assert list(served["predicted"]) == [names[i] for i in expected.argmax(axis=1)]
     assert np.allclose(served[[f"prob_{c}" for c in names]].to_numpy(), expected, atol=1e-6)
     assert model.metadata.signature.inputs.input_names() == ["image"]
+    logged = client.get_logged_model(parent.data.tags["model_uri"].removeprefix("models:/"))
+    assert {"test/acc", "cv/val_acc_mean"} <= {m.key for m in logged.metrics or []}
 
 
 def test_crash_mid_epoch_leaves_runs_failed(

@@ -90,6 +90,7 @@ def test_an_upload_error_fails_the_fit_and_its_runs_with_one_line(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    session_store: str,
 ) -> None:
     upload = MlflowClient.log_artifact
 
@@ -105,7 +106,7 @@ def test_an_upload_error_fails_the_fit_and_its_runs_with_one_line(
     assert code == EXIT_USER_ERROR and "Traceback" not in err
     [line] = [line for line in err.splitlines() if line.startswith("error:")]
     assert "could not write fold-0's results" in line and "No space left on device" in line
-    statuses = [run.info.status for run in runs_of(MlflowClient(), "upload-error")]
+    statuses = [run.info.status for run in runs_of(MlflowClient(session_store), "upload-error")]
     assert statuses and set(statuses) == {"FAILED"}
 
 

@@ -7,9 +7,7 @@ Run tree (the report, the studies and the registry rely on it)::
       fold-0 ... fold-k epoch metrics at step=epoch; best/*; checkpoint, plots
       refit             epoch metrics less val/*; test/*; holdout predictions, confusion matrix
 
-The epoch metrics are logged under the names they arrive with (``trainer.metrics``).
-
-Children are nested through the ``mlflow.parentRunId`` tag with explicit run ids, so nothing
+Epoch metrics keep the names they arrive with (``trainer.metrics``). Children are nested through the ``mlflow.parentRunId`` tag with explicit run ids, so nothing
 depends on MLflow's thread-local "active run" (which does not cross processes).
 
 Runs are created on the training thread; parameters, metrics, artifacts, figures and the end
@@ -143,6 +141,8 @@ class MlflowTracker(Callback):
     def on_fit_end(self, summary: dict[str, Any]) -> None:
         info, parent = self._fit_info, self.parent_id
         history = {name: list(epochs) for name, epochs in self.history.items()}
+        # Here, not queued: MLflow links the run's step-0 metrics to the model logged next.
+        self._log(parent, metrics=_metrics(_fit_scalars(summary), step=0))
         self.writer.submit(
             "the fit's results and figures",
             lambda: self._finish_fit(parent, info, summary, history),
@@ -233,10 +233,9 @@ class MlflowTracker(Callback):
         self.unended.discard(child)
 
     def _finish_fit(
-        self, parent: str, info: FitInfo, summary: dict[str, Any], history: plots.History
+        self, parent: str, info: FitInfo, summary: dict[str, Any], history: Any
     ) -> None:
-        """The fit's CV and holdout scalars, summary, learning curves and galleries."""
-        self._log(parent, metrics=_metrics(_fit_scalars(summary), step=0))
+        """The fit's summary, learning curves and galleries."""
         self.client.log_artifact(parent, str(info.run_dir / "summary.json"))
         if self.settings.plots and history:
             for path in plots.learning_curves(history, info.run_dir / "plots"):
