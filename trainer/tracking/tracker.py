@@ -7,8 +7,9 @@ Run tree (the report, the studies and the registry rely on it)::
       fold-0 ... fold-k epoch metrics at step=epoch; best/*; checkpoint, plots
       refit             epoch metrics less val/*; test/*; holdout predictions, confusion matrix
 
-Epoch metrics keep the names they arrive with (``trainer.metrics``). Children are nested through the ``mlflow.parentRunId`` tag with explicit run ids, so nothing
-depends on MLflow's thread-local "active run" (which does not cross processes).
+Epoch metrics keep the names they arrive with (``trainer.metrics``). Children are nested
+through the ``mlflow.parentRunId`` tag with explicit run ids, so nothing depends on MLflow's
+thread-local "active run" (which does not cross processes).
 
 Runs are created on the training thread; parameters, metrics, artifacts, figures and the end
 of each fold's run are written by a ``BackgroundWriter`` while training goes on, and all of it
