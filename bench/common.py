@@ -78,3 +78,22 @@ def save(name: str, result: dict[str, Any]) -> Path:
         json.dumps({"benchmark": name, "machine": machine(), **result}, indent=1, default=str)
     )
     return path
+
+
+def write_photos(root: Path, per_class: int | None = None) -> None:
+    """The digits as 500 x 375 colour JPEGs (the decoding cost of ordinary photos); all of them,
+    or the first ``per_class`` of each class."""
+    import cv2
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits, written = load_digits(), dict.fromkeys(range(10), 0)
+    for number, (image, digit) in enumerate(zip(digits.images, digits.target, strict=True)):
+        if per_class is not None and written[int(digit)] == per_class:
+            continue
+        pixels = (image * (255.0 / 16.0)).astype(np.uint8)
+        large = cv2.resize(pixels, (500, 375), interpolation=cv2.INTER_CUBIC)
+        folder = root / str(digit)
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{number:04d}.jpg"), cv2.cvtColor(large, cv2.COLOR_GRAY2BGR))
+        written[int(digit)] += 1

@@ -19,8 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.common import save
-from bench.time_to_best import write_photos
+from bench.common import save, write_photos
 from trainer.data import images
 from trainer.data.images import read_rgb, to_rgb8
 from trainer.data.sample_data import write_digits

@@ -81,7 +81,8 @@ def demo_study(scratch: Path) -> dict[str, Any]:
 
 def photos_study(scratch: Path) -> dict[str, Any]:
     """The time-to-best bench's study file, on the digits as JPEGs written into ``scratch``."""
-    from bench.time_to_best import study_file, write_photos
+    from bench.common import write_photos
+    from bench.time_to_best import study_file
 
     write_photos(scratch / "digits")
     raw = yaml.safe_load(study_file(scratch / "digits").read_text())

@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from bench.common import save
+from bench.common import save, write_photos
 from bench.trial_costs import TrialCosts, process_start_seconds, spread, summarise
 from bench.tutorial import TutorialDataset
 
@@ -218,19 +217,6 @@ def first_reaching(finished: list[tuple[float, float]], target: float) -> float 
     """Seconds at which a finished trial first reached ``target`` (None: never)."""
     times = [seconds for seconds, value in sorted(finished) if value >= target]
     return times[0] if times else None
-
-
-def write_photos(root: Path) -> None:
-    """The digits as 500 x 375 colour JPEGs: the decoding cost of ordinary photos."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    for number, (image, digit) in enumerate(zip(digits.images, digits.target, strict=True)):
-        pixels = (image * (255.0 / 16.0)).astype(np.uint8)
-        large = cv2.resize(pixels, (500, 375), interpolation=cv2.INTER_CUBIC)
-        folder = root / str(digit)
-        folder.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(folder / f"{number:04d}.jpg"), cv2.cvtColor(large, cv2.COLOR_GRAY2BGR))
 
 
 def one_seed(root: Path, data: str, trials: int, seed: int, costs: TrialCosts) -> dict[str, Any]:

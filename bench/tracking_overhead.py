@@ -29,7 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.common import digits_store, save
+from bench.common import digits_store, save, write_photos
 
 DEMO = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "demo.yaml"
 HOOKS = (
@@ -87,24 +87,6 @@ def alternate(
         for tracked in (True, False) if repeat % 2 == 0 else (False, True):
             seconds["on" if tracked else "off"].append(run(tracked))
     return seconds, hooks
-
-
-def write_photos(root: Path, per_class: int) -> None:
-    """``per_class`` digits of each class as 500 x 375 colour JPEGs (the cost of photos)."""
-    import cv2
-    import numpy as np
-    from sklearn.datasets import load_digits
-
-    digits, written = load_digits(), dict.fromkeys(range(10), 0)
-    for number, (image, digit) in enumerate(zip(digits.images, digits.target, strict=True)):
-        if written[int(digit)] == per_class:
-            continue
-        pixels = (image * (255.0 / 16.0)).astype(np.uint8)
-        large = cv2.resize(pixels, (500, 375), interpolation=cv2.INTER_CUBIC)
-        folder = root / str(digit)
-        folder.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(folder / f"{number:04d}.jpg"), cv2.cvtColor(large, cv2.COLOR_GRAY2BGR))
-        written[int(digit)] += 1
 
 
 CASES: dict[str, dict[str, Any]] = {
