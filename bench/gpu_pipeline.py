@@ -261,27 +261,33 @@ def main() -> None:
         print("bench.gpu_pipeline: skipped, no CUDA device (its figures are measured on a GPU)")
         return
     settings = SMOKE if args.smoke else FULL
+    result: dict[str, Any] = {"gpu": torch.cuda.get_device_name() if not args.smoke else "smoke"}
+
+    def keep(key: str, value: Any, line: str) -> None:
+        # saved after each stage, so a run cut off by its time limit still leaves its figures
+        result[key] = value
+        print(line, flush=True)
+        if not args.smoke:
+            save("gpu_pipeline", {**result, "complete": False})
+
     with tempfile.TemporaryDirectory() as scratch:
         os.environ.setdefault("TIMM_STUDIES_CACHE", str(Path(scratch) / "cache"))
-        cases = [
-            feeding_case(backbone, batch, settings.size, settings.images)
-            for backbone, batch in settings.cases
-        ]
-        for case in cases:
-            print(f"{case['backbone']} batch {case['batch']}: ratio {case['ratio']:.2f}")
+        cases: list[dict[str, Any]] = []
+        for backbone, batch in settings.cases:
+            cases.append(feeding_case(backbone, batch, settings.size, settings.images))
+            keep("cases", cases, f"{backbone} batch {batch}: ratio {cases[-1]['ratio']:.2f}")
         backbone, batch = settings.cases[1]
         autotune = autotune_cost(backbone, batch, settings.size)
-        print(f"deterministic ÷ autotuned: {autotune['deterministic_over_autotuned']:.2f}")
+        ratio = autotune["deterministic_over_autotuned"]
+        keep("autotune", autotune, f"deterministic ÷ autotuned: {ratio:.2f}")
         penalty = first_epoch_penalty(settings, Path(scratch))
-        print(f"first epoch ÷ later: {penalty['first_over_later']:.2f}")
+        keep("first_epoch", penalty, f"first epoch ÷ later: {penalty['first_over_later']:.2f}")
         busy = busy_during_study(settings, Path(scratch))
-        print(f"GPU busy during the study: {busy['busy_fraction']}")
-    result = {"cases": cases, "autotune": autotune, "first_epoch": penalty, "study_busy": busy}
+        keep("study_busy", busy, f"GPU busy during the study: {busy['busy_fraction']}")
     if args.smoke:
         print("smoke run: not saved")
         return
-    result["gpu"] = torch.cuda.get_device_name()
-    print(save("gpu_pipeline", result))
+    print(save("gpu_pipeline", {**result, "complete": True}))
 
 
 if __name__ == "__main__":
