@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,9 @@ def test_run_tree_metrics_params_and_artifacts(tracked: tuple[MlflowClient, Conf
     assert {"config.yaml", "summary.json", "splits", "plots"} <= top
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/learning_curves.png" in plots
+    galleries = {a.path for a in client.list_artifacts(parent.info.run_id, "galleries")}
+    # likely label errors are drawn while the refit trains, its mistakes after it
+    assert {"galleries/label_issues.png", "galleries/misclassified.png"} <= galleries
     [dataset] = parent.inputs.dataset_inputs
     assert dataset.dataset.digest == tags["data.digest"][:36]
 
@@ -128,6 +132,11 @@ def test_logged_model_predicts_like_the_trainer(
     assert model.metadata.signature.inputs.input_names() == ["image"]
     logged = client.get_logged_model(parent.data.tags["model_uri"].removeprefix("models:/"))
     assert {"test/acc", "cv/val_acc_mean"} <= {m.key for m in logged.metrics or []}
+    # MLflow's own check of the serving example is off at log time; this is it, once
+    local = Path(mlflow.artifacts.download_artifacts(parent.data.tags["model_uri"]))
+    example = json.loads((local / "serving_input_example.json").read_text())
+    answer = model.predict(pd.DataFrame(**example["dataframe_split"]))
+    assert len(answer) == 1 and answer["predicted"][0] in names
 
 
 def test_crash_mid_epoch_leaves_runs_failed(

@@ -121,3 +121,28 @@ def holdout_report(
         },
         f"{HOLDOUT}/confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
     }
+
+
+def fit_scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """``cv/*`` of the folds, ``test/*`` and per-class precision and recall of the refit."""
+    scalars = {k: float(v) for k, v in summary.items() if k.startswith("cv/")}
+    refit = summary.get("refit", {})
+    scalars.update(
+        {
+            k: float(v)
+            for k, v in refit.items()
+            if k.startswith("test/") and isinstance(v, int | float)
+        }
+    )
+    for name, scores in refit.get("test/per_class", {}).items():
+        scalars[f"test/precision/{name}"] = scores["precision"]
+        scalars[f"test/recall/{name}"] = scores["recall"]
+    return scalars
+
+
+def model_checkpoint_dir(summary: dict[str, Any]) -> Path:
+    """The folder of the fit's model: the refit's, else the best fold's checkpoint."""
+    if "refit" in summary:
+        return Path(summary["refit"]["checkpoint"]).parent
+    best = max(summary["folds"], key=lambda fold: fold["best/val_acc"])
+    return Path(best["checkpoint"]).parent

@@ -35,6 +35,7 @@ from trainer.config import TrackingConfig, flatten
 from trainer.data.dataset import printable
 from trainer.data.images import read_rgb
 from trainer.data.scan import SKIPPED_FILE
+from trainer.fold_results import fit_scalars, model_checkpoint_dir
 from trainer.galleries import FOLDER as GALLERIES
 from trainer.galleries import write_galleries
 from trainer.tracking.explore import log_dataset
@@ -83,6 +84,7 @@ class MlflowTracker(Callback):
         self.writer = BackgroundWriter(self.client.tracking_uri)
         self.system_metrics = SystemMetrics(settings, self.client.tracking_uri)
         self.history: plots.History = {}
+        self.cv_folds: list[dict[str, Any]] = []  # summaries of the cross-validation's folds
         self.info: FitInfo | None = None
 
     # -- hooks ---------------------------------------------------------------------------
@@ -105,12 +107,11 @@ class MlflowTracker(Callback):
         log.info("tracking to %s (run %s)", self.client.tracking_uri, self.run_id)
 
     def on_fold_start(self, fold: FoldInfo) -> None:
-        tags = {
-            PARENT_RUN_TAG: self.parent_id,
-            "fold": fold.name,
-            "n_train": str(fold.n_train),
-            "n_eval": str(fold.n_eval),
-        }
+        if fold.index < 0 and self.cv_folds:  # the refit: the CV's figures are drawn meanwhile
+            cv = {"folds": list(self.cv_folds)}, dict(self.history)
+            self.writer.submit("the cross-validation's figures", lambda: self._figures(*cv))
+        tags = {PARENT_RUN_TAG: self.parent_id, "fold": fold.name}
+        tags |= {"n_train": str(fold.n_train), "n_eval": str(fold.n_eval)}
         run = self.client.create_run(self.experiment_id, run_name=fold.name, tags=tags)
         self.child_id = run.info.run_id
         self.history[fold.name] = []
@@ -134,6 +135,8 @@ class MlflowTracker(Callback):
         self.system_metrics.stop()  # flushes its samples before the run can end
         self.child_id = None
         self.unended.add(child)
+        if fold.index >= 0:
+            self.cv_folds.append(dict(summary))
         self.writer.submit(
             f"{fold.name}'s results and artifacts",
             lambda: self._finish_fold(child, fold, dict(summary)),
@@ -142,14 +145,16 @@ class MlflowTracker(Callback):
     def on_fit_end(self, summary: dict[str, Any]) -> None:
         info, parent = self._fit_info, self.parent_id
         history = {name: list(epochs) for name, epochs in self.history.items()}
-        # Here, not queued: MLflow links the run's step-0 metrics to the model logged next.
-        self._log(parent, metrics=_metrics(_fit_scalars(summary), step=0))
         self.writer.submit(
             "the fit's results and figures",
             lambda: self._finish_fit(parent, info, summary, history),
         )
+        model = None
         if self.settings.log_model:  # meanwhile, on this thread
-            self._log_model(_model_checkpoint(summary), info)
+            model = self._log_model(model_checkpoint_dir(summary), info)
+        # linked to the model here; logged before it, MLflow would read each one back to link it
+        scalars = _metrics(fit_scalars(summary), step=0, model_id=model)
+        self.writer.submit("the fit's metrics", lambda: self._log(parent, metrics=scalars))
         self.writer.flush()
         self.writer.close()
         if self.owns_run:
@@ -236,14 +241,23 @@ class MlflowTracker(Callback):
     def _finish_fit(
         self, parent: str, info: FitInfo, summary: dict[str, Any], history: Any
     ) -> None:
-        """The fit's summary, learning curves and galleries."""
+        """The fit's summary, and the figures not drawn when the refit started."""
         self.client.log_artifact(parent, str(info.run_dir / "summary.json"))
-        if self.settings.plots and history:
-            for path in plots.learning_curves(history, info.run_dir / "plots"):
+        if "refit" in summary and self.cv_folds:
+            summary, history = {"refit": summary["refit"]}, {}
+        self._figures(summary, history)
+
+    def _figures(self, summary: dict[str, Any], history: plots.History) -> None:
+        """Learning curves of ``history``; the galleries ``summary`` allows (misclassified
+        holdout images, likely label errors)."""
+        if not self.settings.plots:
+            return
+        parent, run_dir = self.parent_id, self._fit_info.run_dir
+        if history:
+            for path in plots.learning_curves(history, run_dir / "plots"):
                 self.client.log_artifact(parent, str(path), "plots")
-        if self.settings.plots:  # misclassified holdout images, likely label errors
-            for path in write_galleries(summary, info.samples.root, info.run_dir / GALLERIES):
-                self.client.log_artifact(parent, str(path), GALLERIES)
+        for path in write_galleries(summary, self._fit_info.samples.root, run_dir / GALLERIES):
+            self.client.log_artifact(parent, str(path), GALLERIES)
 
     def _log_lineage(self, info: FitInfo) -> None:
         samples, splits = info.samples, info.splits
@@ -261,7 +275,7 @@ class MlflowTracker(Callback):
         if info.skipped:
             self.client.log_artifact(self.parent_id, str(info.run_dir / SKIPPED_FILE), "data")
 
-    def _log_model(self, checkpoint_dir: Path, info: FitInfo) -> None:
+    def _log_model(self, checkpoint_dir: Path, info: FitInfo) -> str:
         example_index = int(info.splits.test[0]) if len(info.splits.test) else 0
         example = read_rgb(info.samples.paths[example_index])
         model_uri = log_classifier(
@@ -269,32 +283,9 @@ class MlflowTracker(Callback):
         )
         # MLflow 3 keeps logged models outside the run's artifacts: record where this one is.
         self.client.set_tag(self.parent_id, MODEL_URI_TAG, model_uri)
+        return model_uri.removeprefix("models:/")
 
 
-def _metrics(values: dict[str, float], step: int) -> list[Metric]:
+def _metrics(values: dict[str, float], step: int, model_id: str | None = None) -> list[Metric]:
     now = int(time.time() * 1000)
-    return [Metric(metric_key(k), float(v), now, step) for k, v in values.items()]
-
-
-def _fit_scalars(summary: dict[str, Any]) -> dict[str, float]:
-    """``cv/*`` of the folds, ``test/*`` and per-class precision and recall of the refit."""
-    scalars = {k: float(v) for k, v in summary.items() if k.startswith("cv/")}
-    refit = summary.get("refit", {})
-    scalars.update(
-        {
-            k: float(v)
-            for k, v in refit.items()
-            if k.startswith("test/") and isinstance(v, int | float)
-        }
-    )
-    for name, scores in refit.get("test/per_class", {}).items():
-        scalars[f"test/precision/{name}"] = scores["precision"]
-        scalars[f"test/recall/{name}"] = scores["recall"]
-    return scalars
-
-
-def _model_checkpoint(summary: dict[str, Any]) -> Path:
-    if "refit" in summary:
-        return Path(summary["refit"]["checkpoint"]).parent
-    best = max(summary["folds"], key=lambda fold: fold["best/val_acc"])
-    return Path(best["checkpoint"]).parent
+    return [Metric(metric_key(k), float(v), now, step, model_id) for k, v in values.items()]
