@@ -53,16 +53,26 @@ def tracking_overhead(result: dict[str, Any]) -> list[str]:
 
 def _tracking_case(case: dict[str, Any]) -> list[str]:
     on, off, hooks = case["on"], case["off"], case["hooks"]
+    writer = case["hook_seconds"].get("writer_thread_cpu")
     per_hook = ", ".join(
         f"{name.removeprefix('on_')} {seconds:.2f} s"
         for name, seconds in case["hook_seconds"].items()
-        if seconds
+        if seconds and name != "writer_thread_cpu"
     )
     low, high = case["hook_overhead_spread"]
+    when = f" Measured {case['measured']}." if case.get("measured") else ""
+    background = (
+        []
+        if writer is None
+        else [
+            f"- CPU seconds of the background writer per tracked fit (median): {writer:.2f} s; "
+            "on 2 cores they compete with training."
+        ]
+    )
     return [
         "",
         f"**{case['case']}**: {case['data']}; demo config with `{case['settings']}`; "
-        f"{case['repeats']} tracked and {case['repeats']} untracked fits.",
+        f"{case['repeats']} tracked and {case['repeats']} untracked fits.{when}",
         "",
         "| | seconds (median) | min | max |",
         "| --- | ---: | ---: | ---: |",
@@ -74,6 +84,7 @@ def _tracking_case(case: dict[str, Any]) -> list[str]:
         f"- Time in the tracker ÷ the rest of the same fit: {case['hook_overhead']:+.1%} "
         f"(spread {low:+.1%} to {high:+.1%}).",
         f"- Where it goes (medians per fit): {per_hook}.",
+        *background,
     ]
 
 
@@ -336,15 +347,20 @@ def gpu_pipeline(result: dict[str, Any]) -> list[str]:
         "batches normalised on the device) ÷ the same model on normalised tensors already on the "
         "GPU (targets: >= 0.90 at batch 128, >= 0.95 at batch 32).",
         "",
-        "| backbone | batch | px | execution | trainer img/s | model-only img/s | ratio |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| backbone | batch | px | execution | trainer img/s | model-only img/s | ratio | "
+        "data path alone img/s |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for c in result["cases"]:
+        alone = c.get("loader_only_images_per_second")
         lines.append(
             f"| {c['backbone']} | {c['batch']} | {c['image_size']} | {c['execution']} | "
             f"{c['trainer_images_per_second']:.0f} | {c['model_only_images_per_second']:.0f} | "
-            f"{c['ratio']:.2f} |"
+            f"{c['ratio']:.2f} | " + ("-" if alone is None else f"{alone:.0f}") + " |"
         )
+    if scaling := result.get("worker_scaling"):
+        rates = ", ".join(f"{r['workers']}: {r['images_per_second']:.0f}" for r in scaling)
+        lines += ["", f"- The data path alone (no model), img/s by loader workers: {rates}."]
     share, tune = busy["busy_fraction"], result.get("autotune")
     if tune:
         lines += [

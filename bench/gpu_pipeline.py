@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ def feeding_case(backbone: str, batch: int, size: int, images: int) -> dict[str,
     for epoch in range(4):  # the first fills the cache and warms the kernels
         set_epoch(loader, epoch)
         trainer_rates.append(rate(loader))
+    set_epoch(loader, 4)
+    loader_rate = loader_only_rate(loader, device)
     resident = resident_batches(normalize, execution, batch, size, images)
     model_rates = [rate(resident) for _ in range(3)]
     trainer_rate, model_rate = statistics.median(trainer_rates[1:]), statistics.median(model_rates)
@@ -112,8 +115,39 @@ def feeding_case(backbone: str, batch: int, size: int, images: int) -> dict[str,
         "execution": execution.describe(),
         "trainer_images_per_second": trainer_rate,
         "model_only_images_per_second": model_rate,
+        "loader_only_images_per_second": loader_rate,
         "ratio": trainer_rate / model_rate,
     }
+
+
+def loader_only_rate(loader: Any, device: torch.device) -> float:
+    """Images/s of the data path alone: batches made and copied to the device, no model."""
+    start, count = time.perf_counter(), 0
+    for images, _ in loader:
+        images.to(device, non_blocking=True)
+        count += len(images)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return count / (time.perf_counter() - start)
+
+
+def worker_scaling(settings: Settings, counts: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The data path's images/s alone at each number of loader workers (the ceiling that
+    ``data.num_workers`` sets), at the second batch size of the feeding cases."""
+    from bench.input_pipeline import trainer_loader
+    from trainer.data.loader import set_epoch
+    from trainer.runtime import select_device
+
+    device, (_, batch) = select_device("auto"), settings.cases[1]
+    rows = []
+    for workers in counts:
+        loader = trainer_loader(jpeg_folder(settings.images), settings.size, batch, device, workers)
+        rates = []
+        for epoch in range(3):  # the first starts the workers
+            set_epoch(loader, epoch)
+            rates.append(loader_only_rate(loader, device))
+        rows.append({"workers": workers, "images_per_second": statistics.median(rates[1:])})
+    return rows
 
 
 def resident_batches(
@@ -275,7 +309,12 @@ def main() -> None:
         cases: list[dict[str, Any]] = []
         for backbone, batch in settings.cases:
             cases.append(feeding_case(backbone, batch, settings.size, settings.images))
-            keep("cases", cases, f"{backbone} batch {batch}: ratio {cases[-1]['ratio']:.2f}")
+            case = cases[-1]
+            line = f"{backbone} batch {batch}: ratio {case['ratio']:.2f}, data path alone "
+            keep("cases", cases, line + f"{case['loader_only_images_per_second']:.0f} img/s")
+        counts = (4, 8, 12, 15) if not args.smoke else (0, 2)
+        scaling = worker_scaling(settings, counts)
+        keep("worker_scaling", scaling, f"data path alone by workers: {scaling}")
         backbone, batch = settings.cases[1]
         autotune = autotune_cost(backbone, batch, settings.size)
         ratio = autotune["deterministic_over_autotuned"]

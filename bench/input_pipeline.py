@@ -41,7 +41,9 @@ def jpeg_folder(count: int) -> Path:
     return WORK
 
 
-def trainer_loader(paths: Path, size: int, batch: int, device: Any) -> Any:
+def trainer_loader(
+    paths: Path, size: int, batch: int, device: Any, workers: int | str = "auto"
+) -> Any:
     """The trainer's own pipeline over the folder: cache, seeded per-batch augmentation."""
     from trainer.config import AugmentConfig
     from trainer.data.cache import CacheRegistry
@@ -55,7 +57,7 @@ def trainer_loader(paths: Path, size: int, batch: int, device: Any) -> Any:
     cache = CacheRegistry().get(fingerprint(samples), samples.paths, Resize(size), 4096)
     pipeline = Pipeline(size, AugmentConfig())
     subset = ImageSubset(cache, samples.labels, np.arange(len(samples)), pipeline)
-    return make_loader(subset, batch, True, 0, loader_settings("auto", device))
+    return make_loader(subset, batch, True, 0, loader_settings(workers, device))
 
 
 def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ Two figures per case:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import time
@@ -29,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.common import digits_store, save, write_photos
+from bench.common import RESULTS, digits_store, save, write_photos
 
 DEMO = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "demo.yaml"
 HOOKS = (
@@ -62,6 +63,29 @@ class TimedHooks:
         return call
 
 
+WRITER = "writer_thread_cpu"  # not a hook: CPU seconds of the tracker's background writer
+
+
+class WriterCpu:
+    """Adds up the CPU seconds the tracker's background writer spends on its tasks."""
+
+    def __init__(self, writer: Any) -> None:
+        self.seconds = 0.0
+        submit = writer.submit
+
+        def timed_submit(what: str, task: Any) -> None:
+            def timed() -> None:
+                start = time.thread_time()
+                try:
+                    task()
+                finally:
+                    self.seconds += time.thread_time() - start
+
+            submit(what, timed)
+
+        writer.submit = timed_submit
+
+
 def alternate(
     config: Any, repeats: int, warm_up: Any
 ) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
@@ -73,11 +97,12 @@ def alternate(
     hooks: list[dict[str, float]] = []
 
     def run(tracked: bool, settings: Any = config) -> float:
-        timed = TimedHooks(MlflowTracker(settings.tracking, settings.experiment))
+        tracker = MlflowTracker(settings.tracking, settings.experiment)
+        timed, background = TimedHooks(tracker), WriterCpu(tracker.writer)
         start = time.perf_counter()
         fit(settings, [timed] if tracked else [])  # type: ignore[list-item]
         if tracked:
-            hooks.append(dict(timed.seconds))
+            hooks.append({**timed.seconds, WRITER: background.seconds})
         return time.perf_counter() - start
 
     run(True, warm_up), run(False, warm_up)  # imports, cache, store, precision choice
@@ -160,7 +185,21 @@ def main() -> None:
         measure(case, args.realistic_repeats if case == "realistic" else args.repeats)
         for case in args.cases
     ]
-    save("tracking_overhead", {"cases": cases})
+    save("tracking_overhead", {"cases": [*cases, *earlier_cases(args.cases)]})
+
+
+def earlier_cases(measured: list[str]) -> list[dict[str, Any]]:
+    """The cases of the last results file that this run did not measure, each with its date."""
+    path = RESULTS / "tracking_overhead.json"
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    date = earlier.get("machine", {}).get("date")
+    return [
+        {"measured": date, **case}
+        for case in earlier.get("cases", [])
+        if case["case"] not in measured
+    ]
 
 
 def summarise(seconds: dict[str, list[float]], hooks: list[dict[str, float]]) -> dict[str, Any]:
@@ -170,11 +209,12 @@ def summarise(seconds: dict[str, list[float]], hooks: list[dict[str, float]]) ->
         return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
     stats = {k: spread(v) for k, v in seconds.items()}
-    in_hooks = [sum(h.values()) for h in hooks]
+    in_hooks = [sum(v for k, v in h.items() if k != WRITER) for h in hooks]
     shares = [
         inside / (total - inside) for inside, total in zip(in_hooks, seconds["on"], strict=True)
     ]
     per_hook = {name: statistics.median(h.get(name, 0.0) for h in hooks) for name in HOOKS}
+    per_hook[WRITER] = statistics.median(h.get(WRITER, 0.0) for h in hooks)
     return {
         **stats,
         "overhead": stats["on"]["median"] / stats["off"]["median"] - 1,
