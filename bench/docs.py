@@ -361,6 +361,14 @@ def gpu_pipeline(result: dict[str, Any]) -> list[str]:
     if scaling := result.get("worker_scaling"):
         rates = ", ".join(f"{r['workers']}: {r['images_per_second']:.0f}" for r in scaling)
         lines += ["", f"- The data path alone (no model), img/s by loader workers: {rates}."]
+    if steps := result.get("serial_steps"):
+        parts = ", ".join(
+            ("pinned" if r["pinned"] else "not pinned")
+            + (" + copied to the GPU" if r["copied"] else "")
+            + f" {r['images_per_second']:.0f}"
+            for r in steps
+        )
+        lines += [f"- Its serial steps, img/s with the default workers: received only, {parts}."]
     share, tune = busy["busy_fraction"], result.get("autotune")
     if tune:
         lines += [

@@ -120,15 +120,38 @@ def feeding_case(backbone: str, batch: int, size: int, images: int) -> dict[str,
     }
 
 
-def loader_only_rate(loader: Any, device: torch.device) -> float:
-    """Images/s of the data path alone: batches made and copied to the device, no model."""
+def loader_only_rate(loader: Any, device: torch.device, copy: bool = True) -> float:
+    """Images/s of the data path alone: batches made and (``copy``) copied to the device, no
+    model."""
     start, count = time.perf_counter(), 0
     for images, _ in loader:
-        images.to(device, non_blocking=True)
+        if copy:
+            images.to(device, non_blocking=True)
         count += len(images)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return count / (time.perf_counter() - start)
+
+
+def serial_steps(settings: Settings) -> list[dict[str, Any]]:
+    """Where the data path's serial part goes, at the second feeding case's batch size with the
+    default workers: batches received from the workers only; also pinned (the DataLoader's pin
+    thread); also copied to the device; received and copied without pinning."""
+    from bench.input_pipeline import trainer_loader
+    from trainer.data.loader import set_epoch
+    from trainer.runtime import select_device
+
+    device, (_, batch) = select_device("auto"), settings.cases[1]
+    folder, rows = jpeg_folder(settings.images), []
+    for pin, copy in ((False, False), (True, False), (True, True), (False, True)):
+        loader = trainer_loader(folder, settings.size, batch, device, pin_memory=pin)
+        rates = []
+        for epoch in range(3):  # the first starts the workers
+            set_epoch(loader, epoch)
+            rates.append(loader_only_rate(loader, device, copy))
+        rate = statistics.median(rates[1:])
+        rows.append({"pinned": pin, "copied": copy, "images_per_second": rate})
+    return rows
 
 
 def worker_scaling(settings: Settings, counts: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -315,6 +338,8 @@ def main() -> None:
         counts = (4, 8, 12, 15) if not args.smoke else (0, 2)
         scaling = worker_scaling(settings, counts)
         keep("worker_scaling", scaling, f"data path alone by workers: {scaling}")
+        steps = serial_steps(settings)
+        keep("serial_steps", steps, f"data path's serial steps: {steps}")
         backbone, batch = settings.cases[1]
         autotune = autotune_cost(backbone, batch, settings.size)
         ratio = autotune["deterministic_over_autotuned"]

@@ -42,9 +42,17 @@ def jpeg_folder(count: int) -> Path:
 
 
 def trainer_loader(
-    paths: Path, size: int, batch: int, device: Any, workers: int | str = "auto"
+    paths: Path,
+    size: int,
+    batch: int,
+    device: Any,
+    workers: int | str = "auto",
+    pin_memory: bool | None = None,
 ) -> Any:
-    """The trainer's own pipeline over the folder: cache, seeded per-batch augmentation."""
+    """The trainer's own pipeline over the folder: cache, seeded per-batch augmentation
+    (``pin_memory``: instead of the trainer's choice for the device)."""
+    from dataclasses import replace
+
     from trainer.config import AugmentConfig
     from trainer.data.cache import CacheRegistry
     from trainer.data.dataset import find_samples
@@ -57,7 +65,10 @@ def trainer_loader(
     cache = CacheRegistry().get(fingerprint(samples), samples.paths, Resize(size), 4096)
     pipeline = Pipeline(size, AugmentConfig())
     subset = ImageSubset(cache, samples.labels, np.arange(len(samples)), pipeline)
-    return make_loader(subset, batch, True, 0, loader_settings(workers, device))
+    settings = loader_settings(workers, device)
+    if pin_memory is not None:
+        settings = replace(settings, pin_memory=pin_memory)
+    return make_loader(subset, batch, True, 0, settings)
 
 
 def measure(backbone: str, size: int, count: int, batch: int) -> dict[str, Any]:
