@@ -139,6 +139,37 @@ def test_logged_model_predicts_like_the_trainer(
     assert len(answer) == 1 and answer["predicted"][0] in names
 
 
+@pytest.mark.parametrize("interrupted_call", [1, 3], ids=["fit run", "fold-1 run"])
+def test_interrupt_while_a_run_is_created_leaves_no_run_running(
+    store: MlflowClient,
+    digits_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    interrupted_call: int,
+) -> None:
+    # the signal lands after the store created the run, before the tracker kept its id
+    create, calls = MlflowClient.create_run, {"n": 0}
+
+    def create_then_interrupt(self: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+        run = create(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == interrupted_call:
+            raise KeyboardInterrupt
+        return run
+
+    monkeypatch.setattr(MlflowClient, "create_run", create_then_interrupt)
+    config = small_config(digits_dir, tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        tracked_fit(config)
+    experiment = store.get_experiment_by_name(config.experiment)
+    assert experiment is not None
+    status = {r.info.run_name: r.info.status for r in store.search_runs([experiment.experiment_id])}
+    assert len(status) == interrupted_call and "RUNNING" not in status.values()
+    assert [name for name, state in status.items() if state != "KILLED"] == (
+        ["fold-0"] if interrupted_call == 3 else []  # it had ended before the interrupt
+    )
+
+
 def test_crash_mid_epoch_leaves_runs_failed(
     store: MlflowClient, digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

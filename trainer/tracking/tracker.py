@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
@@ -32,13 +31,11 @@ from mlflow.exceptions import MlflowException
 from trainer import plots, provenance
 from trainer.callbacks import Callback, FitInfo, FoldInfo
 from trainer.config import TrackingConfig, flatten
-from trainer.data.dataset import printable
 from trainer.data.images import read_rgb
-from trainer.data.scan import SKIPPED_FILE
 from trainer.fold_results import fit_scalars, model_checkpoint_dir
 from trainer.galleries import FOLDER as GALLERIES
 from trainer.galleries import write_galleries
-from trainer.tracking.explore import log_dataset
+from trainer.tracking.lineage import log_lineage
 from trainer.tracking.served import log_classifier
 from trainer.tracking.store import (
     MODEL_URI_TAG,
@@ -101,7 +98,8 @@ class MlflowTracker(Callback):
         params = [Param(metric_key(k), str(v)) for k, v in flatten(info.config.to_dict()).items()]
         run_id = self.run_id
         self.writer.submit("the run's parameters", lambda: self._log_params(run_id, params))
-        self.writer.submit("the dataset, split and config files", lambda: self._log_lineage(info))
+        lineage = "the dataset, split and config files"
+        self.writer.submit(lineage, lambda: log_lineage(self.client, run_id, info))
         if self.reference_tags is not None:
             provenance.warn_if_different(self.reference_tags, tags)
         log.info("tracking to %s (run %s)", self.client.tracking_uri, self.run_id)
@@ -172,7 +170,7 @@ class MlflowTracker(Callback):
         runs += sorted(self.unended)
         if self.owns_run and self.run_id:
             runs.append(self.run_id)
-        for run_id in runs:
+        for run_id in dict.fromkeys([*runs, *self._running_runs()]):
             try:
                 self.client.set_tag(run_id, "error", message)
                 self.client.set_terminated(run_id, status)
@@ -182,6 +180,20 @@ class MlflowTracker(Callback):
         self.unended.clear()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _running_runs(self) -> list[str]:
+        """This fit's runs still RUNNING in the store: also one created just before an
+        interrupt that came before its id was kept here."""
+        run_dir = self.info.run_dir if self.info else None
+        filters = [f"tags.`{PARENT_RUN_TAG}` = '{self.run_id}'"] if self.run_id else []
+        if self.owns_run and run_dir and "'" not in str(run_dir):
+            filters.append(f"tags.run_dir = '{run_dir}'")
+        try:
+            found = [self.client.search_runs([self.experiment_id], f) for f in filters]
+        except MlflowException as exc:
+            log.warning("could not look for this fit's unfinished runs: %s", exc)
+            return []
+        return [r.info.run_id for runs in found for r in runs if r.info.status == "RUNNING"]
 
     @property
     def parent_id(self) -> str:
@@ -258,22 +270,6 @@ class MlflowTracker(Callback):
                 self.client.log_artifact(parent, str(path), "plots")
         for path in write_galleries(summary, self._fit_info.samples.root, run_dir / GALLERIES):
             self.client.log_artifact(parent, str(path), GALLERIES)
-
-    def _log_lineage(self, info: FitInfo) -> None:
-        samples, splits = info.samples, info.splits
-        split_names = {int(i): "test" for i in splits.test}
-        frame = pd.DataFrame(
-            {
-                "path": [printable(samples.relative(i)) for i in range(len(samples))],
-                "label": [samples.class_names[k] for k in samples.labels],
-                "split": [split_names.get(i, "trainval") for i in range(len(samples))],
-            }
-        )
-        log_dataset(self.client, self.parent_id, frame, info.data_digest, samples.root, "training")
-        self.client.log_artifact(self.parent_id, str(splits.path), "splits")
-        self.client.log_artifact(self.parent_id, str(info.run_dir / "config.yaml"))
-        if info.skipped:
-            self.client.log_artifact(self.parent_id, str(info.run_dir / SKIPPED_FILE), "data")
 
     def _log_model(self, checkpoint_dir: Path, info: FitInfo) -> str:
         example_index = int(info.splits.test[0]) if len(info.splits.test) else 0
