@@ -133,23 +133,29 @@ def loader_only_rate(loader: Any, device: torch.device, copy: bool = True) -> fl
     return count / (time.perf_counter() - start)
 
 
+def steady_loader_rate(loader: Any, device: torch.device, copy: bool = True) -> float:
+    """``loader_only_rate`` over two epochs after a first that starts the workers (median)."""
+    from trainer.data.loader import set_epoch
+
+    rates = []
+    for epoch in range(3):
+        set_epoch(loader, epoch)
+        rates.append(loader_only_rate(loader, device, copy))
+    return statistics.median(rates[1:])
+
+
 def serial_steps(settings: Settings) -> list[dict[str, Any]]:
     """Where the data path's serial part goes, at the second feeding case's batch size with the
     default workers: batches received from the workers only; also pinned (the DataLoader's pin
     thread); also copied to the device; received and copied without pinning."""
     from bench.input_pipeline import trainer_loader
-    from trainer.data.loader import set_epoch
     from trainer.runtime import select_device
 
     device, (_, batch) = select_device("auto"), settings.cases[1]
     folder, rows = jpeg_folder(settings.images), []
     for pin, copy in ((False, False), (True, False), (True, True), (False, True)):
         loader = trainer_loader(folder, settings.size, batch, device, pin_memory=pin)
-        rates = []
-        for epoch in range(3):  # the first starts the workers
-            set_epoch(loader, epoch)
-            rates.append(loader_only_rate(loader, device, copy))
-        rate = statistics.median(rates[1:])
+        rate = steady_loader_rate(loader, device, copy)
         rows.append({"pinned": pin, "copied": copy, "images_per_second": rate})
     return rows
 
@@ -158,18 +164,14 @@ def worker_scaling(settings: Settings, counts: tuple[int, ...]) -> list[dict[str
     """The data path's images/s alone at each number of loader workers (the ceiling that
     ``data.num_workers`` sets), at the second batch size of the feeding cases."""
     from bench.input_pipeline import trainer_loader
-    from trainer.data.loader import set_epoch
     from trainer.runtime import select_device
 
     device, (_, batch) = select_device("auto"), settings.cases[1]
     rows = []
     for workers in counts:
         loader = trainer_loader(jpeg_folder(settings.images), settings.size, batch, device, workers)
-        rates = []
-        for epoch in range(3):  # the first starts the workers
-            set_epoch(loader, epoch)
-            rates.append(loader_only_rate(loader, device))
-        rows.append({"workers": workers, "images_per_second": statistics.median(rates[1:])})
+        rate = steady_loader_rate(loader, device)
+        rows.append({"workers": workers, "images_per_second": rate})
     return rows
 
 

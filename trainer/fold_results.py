@@ -131,12 +131,12 @@ def fit_scalars(summary: dict[str, Any]) -> dict[str, float]:
         {
             k: float(v)
             for k, v in refit.items()
-            if k.startswith("test/") and isinstance(v, int | float)
+            if k.startswith(f"{HOLDOUT}/") and isinstance(v, int | float)
         }
     )
-    for name, scores in refit.get("test/per_class", {}).items():
-        scalars[f"test/precision/{name}"] = scores["precision"]
-        scalars[f"test/recall/{name}"] = scores["recall"]
+    for name, scores in refit.get(f"{HOLDOUT}/per_class", {}).items():
+        scalars[f"{HOLDOUT}/precision/{name}"] = scores["precision"]
+        scalars[f"{HOLDOUT}/recall/{name}"] = scores["recall"]
     return scalars
 
 
