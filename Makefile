@@ -57,6 +57,7 @@ bench: $(STAMP) ## run the benchmarks (quick mode) and rewrite docs/benchmarks.m
 	$(BIN)/python -m bench.tracking_overhead
 	$(BIN)/python -m bench.system_metrics
 	$(BIN)/python -m bench.cpu_modes --full
+	$(BIN)/python -m bench.parallel_trials
 	$(BIN)/python -m bench.input_pipeline
 	$(BIN)/python -m bench.pruning_economy
 	$(BIN)/python -m bench.time_to_best

@@ -262,6 +262,28 @@ def cpu_modes(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def parallel_trials(result: dict[str, Any]) -> list[str]:
+    cores = result["cores"]
+    lines = [
+        "## Parallel trials on CPU",
+        "",
+        f"Training images/s (random input, Adam, channels-last, fp32) of one process using all "
+        f"{cores} cores against {cores} one-thread processes at the same time, as "
+        f"`studies run --workers auto` runs trials on a machine without GPU (median of "
+        f"{result['repeats']} rounds of {result['seconds_per_round']:.0f} s).",
+        "",
+        f"| backbone | px | batch | 1 x {cores} threads img/s | {cores} x 1 thread img/s | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case in result["cases"]:
+        lines.append(
+            f"| {case['backbone']} | {case['image_size']} | {case['batch']} | "
+            f"{case['one_process_images_per_second']:.0f} | "
+            f"{case['parallel_images_per_second']:.0f} | {case['ratio']:.2f} |"
+        )
+    return lines
+
+
 def input_pipeline(result: dict[str, Any]) -> list[str]:
     lines = [
         "## Input pipeline efficiency",
@@ -434,6 +456,7 @@ SECTIONS = {
     "system_metrics": system_metrics,
     "explore": explore,
     "cpu_modes": cpu_modes,
+    "parallel_trials": parallel_trials,
     "time_to_best": time_to_best,
 }
 

@@ -53,6 +53,10 @@ ALTERNATIVES: dict[str, tuple[dict[str, Any], int | None]] = {
         {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
         None,
     ),
+    "median 2/0, a step judged once 2 trials reported it": (
+        {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0, "n_min_trials": 2},
+        None,
+    ),
     "median, Optuna's 5 startup trials": (
         {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 0},
         None,

@@ -70,7 +70,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--workers",
         default="1",
-        help="worker processes on this machine: a number, or auto (one per GPU, each on its own)",
+        help="worker processes on this machine: a number, or auto (one per GPU, each on its "
+        "own; without GPU one per core, at most 4)",
     )
     run.add_argument("--storage", help="Optuna storage: journal file path or database URL")
     run.add_argument("--name", help="study name (default: the file's name:)")

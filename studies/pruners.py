@@ -43,11 +43,14 @@ class MedianPruning(_Pruner):
     type: Literal["median"] = "median"
     n_startup_trials: int = Field(2, ge=0)  # completed trials before pruning starts
     n_warmup_steps: int = Field(0, ge=0)  # steps of a trial never pruned
+    n_min_trials: int = Field(1, ge=1)  # completed trials that reported a step before it judges
 
     def create(self) -> optuna.pruners.BasePruner:
         """Optuna's ``MedianPruner``."""
         return optuna.pruners.MedianPruner(
-            n_startup_trials=self.n_startup_trials, n_warmup_steps=self.n_warmup_steps
+            n_startup_trials=self.n_startup_trials,
+            n_warmup_steps=self.n_warmup_steps,
+            n_min_trials=self.n_min_trials,
         )
 
 
@@ -58,6 +61,7 @@ class PercentilePruning(_Pruner):
     percentile: float = Field(25.0, gt=0, lt=100)
     n_startup_trials: int = Field(5, ge=0)  # trials before pruning starts
     n_warmup_steps: int = Field(0, ge=0)  # steps of a trial never pruned
+    n_min_trials: int = Field(1, ge=1)  # completed trials that reported a step before it judges
 
     def create(self) -> optuna.pruners.BasePruner:
         """Optuna's ``PercentilePruner``."""
@@ -65,6 +69,7 @@ class PercentilePruning(_Pruner):
             self.percentile,
             n_startup_trials=self.n_startup_trials,
             n_warmup_steps=self.n_warmup_steps,
+            n_min_trials=self.n_min_trials,
         )
 
 

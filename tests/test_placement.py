@@ -40,15 +40,19 @@ def test_visible_devices_are_respected(monkeypatch: pytest.MonkeyPatch) -> None:
     assert devices(placement.worker_environments(3, {"X": "1"})) == ["5", "7", "5"]
 
 
-def test_without_gpus_auto_is_one_worker_and_no_device_is_pinned(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 2), (3, 3), (16, 4)])
+def test_without_gpus_auto_is_one_single_thread_worker_per_core_up_to_four(
+    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int
 ) -> None:
     import torch
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    assert placement.worker_count("auto") == 1
-    assert devices(placement.worker_environments(2, {})) == [None, None]
+    monkeypatch.setattr(placement, "available_cores", lambda: cores)
+    assert placement.worker_count("auto") == workers
+    environments = placement.worker_environments(workers, {})
+    assert devices(environments) == [None] * workers
+    assert {env["OMP_NUM_THREADS"] for env in environments} == {str(cores // workers)}
 
 
 @pytest.mark.parametrize("bad", ["0", "-2", "many"])

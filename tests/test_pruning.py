@@ -155,7 +155,13 @@ def test_every_configured_pruner_is_created(kind: str) -> None:
     [
         ({"type": "median"}, optuna.pruners.MedianPruner, {"_n_startup_trials": 2}),
         ({"n_warmup_steps": 3}, optuna.pruners.MedianPruner, {"_n_warmup_steps": 3}),
+        ({"n_min_trials": 2}, optuna.pruners.MedianPruner, {"_n_min_trials": 2}),
         ({"type": "percentile", "percentile": 40}, optuna.pruners.PercentilePruner, {}),
+        (
+            {"type": "percentile", "n_min_trials": 3},
+            optuna.pruners.PercentilePruner,
+            {"_n_min_trials": 3},
+        ),
         ({"type": "successive_halving"}, optuna.pruners.SuccessiveHalvingPruner, {}),
         ({"type": "hyperband", "reduction_factor": 2}, optuna.pruners.HyperbandPruner, {}),
         ({"type": "wilcoxon", "p_threshold": 0.05}, optuna.pruners.WilcoxonPruner, {}),

@@ -1,0 +1,128 @@
+"""Parallel trials on a CPU: one process per core, one thread each, against one process using
+every core, as ``studies run --workers auto`` chooses on a machine without GPU.
+
+Each process trains the backbone on random input for a fixed number of steps (after warm-up
+steps) and reports its images per second; the N one-thread processes run at the same time and
+their rates add up. The two layouts take turns for ``--repeats`` rounds and the median is kept.
+Figure, per backbone and size: images per second of the N processes ÷ the one process. Batches
+are random tensors, so the per-sample work a trial does in its own process (decoding,
+augmenting) is left out; it runs on one core in either layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import save
+
+CASES = [("test_resnet", 16, 64), ("test_efficientnet", 32, 64), ("resnet18", 128, 32)]
+SECONDS = 6.0  # training time each process aims for, per round
+
+
+def child(backbone: str, size: int, batch: int) -> None:
+    """In a child process: warm up, say ready, wait for the go, train, print images/s."""
+    import torch
+
+    from trainer.model.backbone import create_probe
+
+    model = create_probe(backbone, num_classes=10).train()
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    inputs = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    targets = torch.randint(0, 10, (batch,))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    print("ready", flush=True)
+    sys.stdin.readline()  # every process starts training together
+    began, steps = time.perf_counter(), 0
+    while time.perf_counter() - began < SECONDS:
+        step()
+        steps += 1
+    print(batch * steps / (time.perf_counter() - began))
+
+
+def run_processes(count: int, threads: int, case: tuple[str, int, int]) -> float:
+    """Images per second of ``count`` processes of ``threads`` threads each, together."""
+    backbone, size, batch = case
+    command = [sys.executable, "-m", "bench.parallel_trials", "--child", backbone, str(size)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    children = [
+        subprocess.Popen(
+            [*command, str(batch)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    for c in children:
+        assert c.stdout is not None and c.stdout.readline().strip() == "ready"
+    for c in children:
+        assert c.stdin is not None
+        c.stdin.write("go\n")
+        c.stdin.flush()
+    outputs = [c.communicate()[0] for c in children]
+    if any(c.returncode for c in children):
+        raise RuntimeError(f"a child failed: {outputs}")
+    return sum(float(out.strip().splitlines()[-1]) for out in outputs)
+
+
+def measure(case: tuple[str, int, int], cores: int, repeats: int) -> dict[str, Any]:
+    """One process of ``cores`` threads and ``cores`` one-thread processes, taking turns."""
+    one, parallel = [], []
+    for _ in range(repeats):
+        one.append(run_processes(1, cores, case))
+        parallel.append(run_processes(cores, 1, case))
+    row = {
+        "backbone": case[0],
+        "image_size": case[1],
+        "batch": case[2],
+        "one_process_images_per_second": statistics.median(one),
+        "parallel_images_per_second": statistics.median(parallel),
+        "rounds": {"one_process": one, "parallel": parallel},
+    }
+    row["ratio"] = row["parallel_images_per_second"] / row["one_process_images_per_second"]
+    print(
+        f"{case[0]} {case[1]}px: 1 process x {cores} threads "
+        f"{row['one_process_images_per_second']:.0f} img/s, {cores} processes x 1 thread "
+        f"{row['parallel_images_per_second']:.0f} img/s: {row['ratio']:.2f}x"
+    )
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        backbone, size, batch = args.child
+        child(backbone, int(size), int(batch))
+        return
+    logging.basicConfig(level=logging.WARNING)
+    from trainer.runtime import available_cores
+
+    cores = available_cores()
+    rows = [measure(case, cores, args.repeats) for case in CASES]
+    save(
+        "parallel_trials",
+        {"cores": cores, "seconds_per_round": SECONDS, "repeats": args.repeats, "cases": rows},
+    )
+
+
+if __name__ == "__main__":
+    main()
