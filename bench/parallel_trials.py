@@ -87,15 +87,16 @@ def measure(case: tuple[str, int, int], cores: int, repeats: int) -> dict[str, A
     for _ in range(repeats):
         one.append(run_processes(1, cores, case))
         parallel.append(run_processes(cores, 1, case))
-    row = {
+    alone, together = statistics.median(one), statistics.median(parallel)
+    row: dict[str, Any] = {
         "backbone": case[0],
         "image_size": case[1],
         "batch": case[2],
-        "one_process_images_per_second": statistics.median(one),
-        "parallel_images_per_second": statistics.median(parallel),
+        "one_process_images_per_second": alone,
+        "parallel_images_per_second": together,
+        "ratio": together / alone,
         "rounds": {"one_process": one, "parallel": parallel},
     }
-    row["ratio"] = row["parallel_images_per_second"] / row["one_process_images_per_second"]
     print(
         f"{case[0]} {case[1]}px: 1 process x {cores} threads "
         f"{row['one_process_images_per_second']:.0f} img/s, {cores} processes x 1 thread "
