@@ -60,15 +60,6 @@ def test_tasks_run_in_order_and_flush_waits_for_them() -> None:
     assert done == list(range(20))
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux")
-def test_tasks_run_at_the_lowest_priority_and_training_keeps_its_own() -> None:
-    writer, seen = BackgroundWriter("store"), list[int]()
-    writer.submit("priority", lambda: seen.append(os.getpriority(os.PRIO_PROCESS, 0)))
-    writer.flush()
-    assert seen == [19]  # the writer thread's own nice value
-    assert os.getpriority(os.PRIO_PROCESS, 0) < 19  # this (training) thread's is unchanged
-
-
 def test_a_failed_task_fails_flush_and_the_next_submit() -> None:
     writer = BackgroundWriter("sqlite:///somewhere.db")
 

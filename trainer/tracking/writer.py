@@ -15,11 +15,8 @@ Training goes on meanwhile. Nothing is dropped:
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +26,6 @@ from trainer.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
 
-LOWEST_PRIORITY = 19  # the nice value of the writer thread
 DRAIN_SECONDS = 20.0  # the most an interrupted fit waits for queued uploads before it ends runs
 
 
@@ -105,7 +101,6 @@ class BackgroundWriter:
         ) from error
 
     def _work(self) -> None:
-        _yield_to_training()
         while (item := self._tasks.get()) is not None:
             description, task = item
             try:
@@ -117,16 +112,3 @@ class BackgroundWriter:
                 with self._idle:
                     self._pending.remove(description)
                     self._idle.notify_all()
-
-
-def _yield_to_training() -> None:
-    """Run the calling thread at the lowest CPU priority (Linux, where nice is per thread).
-
-    When training keeps every core busy, a writer task at the same priority takes a core from
-    one of torch's threads, and the others wait for it at their next barrier; at the lowest
-    priority the task runs on the cores training leaves idle (between batches, while a batch is
-    made), and still runs, slowly, if there are none. Elsewhere the thread keeps its priority.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
