@@ -108,6 +108,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
 
 def _run(args: argparse.Namespace) -> int:
     from studies.placement import worker_count
+    from studies.reservations import trials_left
     from studies.runner import open_study, prepare_resume, run_worker, tidy
 
     _interrupt_once()
@@ -120,6 +121,8 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
         return 0
     study, handle = open_study(settings)
+    if args.workers == "auto":  # no process started only to find the study complete
+        workers = max(1, min(workers, trials_left(study, settings.n_trials)))
     space = {k: v.model_dump() for k, v in settings.study.search_space.items()}
     tracker = prepare_resume(study, handle, space)
     tracker.mark_study("RUNNING")

@@ -70,6 +70,12 @@ def reserve_trial(study: optuna.Study, handle: StorageHandle, n_trials: int) -> 
         return handle.storage.create_new_trial(study_id, template_trial=template)
 
 
+def trials_left(study: optuna.Study, n_trials: int) -> int:
+    """How many more trials the study needs for a total of ``n_trials`` (failed ones do not
+    count), as ``reserve_trial`` counts them."""
+    return n_trials - sum(_counted(t) for t in study.get_trials(deepcopy=False))
+
+
 def _adoptable(trial: FrozenTrial) -> bool:
     """A WAITING trial no live worker has reserved. A heartbeat retry copies the dead trial's
     user attributes (its old reservation included), so for retries only adoption counts."""

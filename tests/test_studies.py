@@ -82,6 +82,22 @@ def test_bad_trials_are_pruned_early_and_runs_link_both_ways(
     assert study_run.info.status == "FINISHED" and study_run.data.tags["best.trial"] in {"0", "1"}
 
 
+def test_auto_starts_no_more_workers_than_trials_left(
+    digits_dir: Path, tmp_path: Path, session_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studies import cli, placement
+
+    started: list[int] = []
+    monkeypatch.setattr(placement, "worker_count", lambda requested: 4)  # a 4-core machine
+    monkeypatch.setattr(cli, "_run_workers", lambda args, count, *rest: started.append(count))
+    path, journal = study_file(tmp_path, digits_dir, name="auto-workers"), tmp_path / "j.log"
+    command = ["run", str(path), "--storage", str(journal), "--workers", "auto"]
+    assert main([*command, "--n-trials", "1"]) == 0  # one trial left: run here, no workers
+    assert started == [] and len(trials(journal, "auto-workers")) == 1
+    assert main([*command, "--n-trials", "3"]) == 0
+    assert started == [2]  # two trials left: two workers, not four
+
+
 def test_two_workers_finish_exactly_the_requested_trials(
     digits_dir: Path, tmp_path: Path, session_store: str
 ) -> None:
