@@ -1,0 +1,193 @@
+"""Sections of docs/benchmarks.md on studies: time to best, trial costs, pruning, CPU modes
+and parallel trials (see ``bench.docs``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _seconds(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:.0f}"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def time_to_best(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Time to best against the tutorial",
+        "",
+        "A notebook-style search (decode + augment every sample, default DataLoader, one MLflow "
+        "`log_metric` per epoch, no cache, no pruning, fp32) against `studies run` with its defaults "
+        "from a cold start (empty image and execution caches), on the same data, folds and search "
+        f"space, both with the same TPE seed, for each sampler seed ({result['mode']}). Seconds "
+        "until each first finished a trial at least as good as the baseline's final best CV "
+        "accuracy; the figure is the median over seeds (a seed whose studies run never reached "
+        f"it ranks lowest). Torch threads: {result.get('torch_threads', '-')}.",
+        "",
+        "| data | median speedup | min | max | per seed |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for case in result["cases"]:
+        per_seed = ", ".join(f"{seed}: {_times(v)}" for seed, v in case["speedups"].items())
+        lines.append(
+            f"| {case['data']} | {_times(case['speedup'])} | {_times(case['speedup_min'])} | "
+            f"{_times(case['speedup_max'])} | {per_seed} |"
+        )
+    lines += [
+        "",
+        "| data | seed | baseline best | baseline s | studies s | studies trials (pruned) | speedup |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case in result["cases"]:
+        for run in case["seeds"]:
+            ours, base = run["studies"], run["baseline"]
+            lines.append(
+                f"| {case['data']} | {run['seed']} | {run['target_value']:.4f} | "
+                f"{_seconds(base['seconds_to_target'])} | {_seconds(ours['seconds_to_target'])} | "
+                f"{ours['trials']} ({ours.get('PRUNED', 0)}) | {_times(run['speedup'])} |"
+            )
+    lines += ["", f"- Target: >= {result['target_speedup']:.0f}x faster (median)."]
+    return [*lines, *_trial_costs(result)]
+
+
+def _trial_costs(result: dict[str, Any]) -> list[str]:
+    fixed, start = result["fixed_seconds_per_trial"], result["process_start_seconds"]
+    lines = [
+        f"- Fixed cost per `studies run` trial (its wall time less its training epochs; decodes "
+        f"count as cache warm-up): median {fixed['median']:.2f} s, min {fixed['min']:.2f}, max "
+        f"{fixed['max']:.2f} over {fixed['n']} trials (target <= {result['target_fixed_seconds']} s).",
+        f"- Process start (a fresh Python importing a worker's modules): median "
+        f"{start['median']:.2f} s, paid once per `studies run` worker.",
+        "",
+        "Where a trial's seconds go besides training: median seconds per trial (most trials "
+        "are pruned, so a cost paid only by complete trials or only once per search has a median "
+        "of 0) and the total over all trials; timers wrapped around the library's functions by "
+        "the bench.",
+        "",
+        "| component | "
+        + " | ".join(f"{c['data']}: median | total" for c in result["cases"])
+        + " |",
+        "| --- | " + " | ".join("---: | ---:" for _ in result["cases"]) + " |",
+    ]
+    costs = [case["trial_costs"] for case in result["cases"]]
+    lines += [
+        "| **fixed cost** | "
+        + " | ".join(
+            f"{c['fixed_seconds']['median']:.3f} | {sum(r['fixed'] for r in case['trial_records']):.1f}"
+            for case, c in zip(result["cases"], costs, strict=True)
+        )
+        + " |"
+    ]
+    components = sorted({k for c in costs for k in c["component_median_seconds"]} - {"decode"})
+    lines += [
+        f"| {'training epochs (gross, with decodes)' if name == 'epochs' else name} | "
+        + " | ".join(
+            f"{c['component_median_seconds'].get(name, 0.0):.3f} | "
+            f"{c['component_total_seconds'].get(name, 0.0):.1f}"
+            for c in costs
+        )
+        + " |"
+        for name in ["epochs", "decode", *(n for n in components if n != "epochs")]
+    ]
+    caches = "; ".join(
+        f"{case['data']}: {c['cache']['hits']:,} hits, {c['cache']['decodes']:,} decodes in "
+        f"{c['cache']['trials_that_decoded']} of {c['trials']} trials, "
+        f"{c['cache']['trials_redecoding_a_seen_size']} re-decoding a size seen before"
+        for case, c in zip(result["cases"], costs, strict=True)
+    )
+    lines += ["", f"- Decoded-image cache: {caches}."]
+    for case, c in zip(result["cases"], costs, strict=True):
+        calls = c.get("call_median_seconds_and_calls", {})
+        inside = ", ".join(
+            f"{name} {seconds:.3f} s ({count:g} calls)"
+            for name, (seconds, count) in sorted(calls.items(), key=lambda kv: -kv[1][0])
+            if seconds >= 0.005
+        )
+        if inside:
+            lines.append(f"- Calls inside those, {case['data']} (median per trial): {inside}.")
+    return lines
+
+
+def cpu_modes(result: dict[str, Any]) -> list[str]:
+    modes = list(result["cases"][0]["modes"])
+    lines = [
+        "## CPU execution mode",
+        "",
+        f"Training images/s per mode (batch {result['batch']}, median of repeats) and the mode "
+        "`precision: auto` picked with its own short measurement.",
+        "",
+        "| backbone | px | " + " | ".join(modes) + " | auto | fastest |",
+        "| --- | ---: | " + " | ".join("---:" for _ in modes) + " | --- | --- |",
+    ]
+    for case in result["cases"]:
+        speeds = " | ".join(f"{case['modes'][m]['images_per_second']:.0f}" for m in modes)
+        lines.append(
+            f"| {case['backbone']} | {case['image_size']} | {speeds} | {case['auto']} | {case['fastest']} |"
+        )
+    lines += [
+        "",
+        f"- auto picked the fastest measured mode in {result['auto_fastest_share']:.0%} of cases, "
+        f"and a mode within the fastest one's spread in "
+        f"{result.get('auto_within_noise_share', float('nan')):.0%}.",
+    ]
+    return lines
+
+
+def parallel_trials(result: dict[str, Any]) -> list[str]:
+    cores = result["cores"]
+    lines = [
+        "## Parallel trials on CPU",
+        "",
+        f"Training images/s (random input, Adam, channels-last, fp32) of one process using all "
+        f"{cores} cores against {cores} one-thread processes at the same time, as "
+        f"`studies run --workers auto` runs trials on a machine without GPU (median of "
+        f"{result['repeats']} rounds of {result['seconds_per_round']:.0f} s).",
+        "",
+        f"| backbone | px | batch | 1 x {cores} threads img/s | {cores} x 1 thread img/s | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case in result["cases"]:
+        lines.append(
+            f"| {case['backbone']} | {case['image_size']} | {case['batch']} | "
+            f"{case['one_process_images_per_second']:.0f} | "
+            f"{case['parallel_images_per_second']:.0f} | {case['ratio']:.2f} |"
+        )
+    return lines
+
+
+def pruning_economy(result: dict[str, Any]) -> list[str]:
+    def settings(pruner: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in pruner.items() if k != "type") or "defaults"
+
+    default = result["default_pruner"]
+    grids = {4: "quarters", 10: "tenths"}
+    lines = [
+        "## Pruning economy",
+        "",
+        "Each study run without pruning and with each pruner, in one run (same sampler seed, search "
+        f"space and trial count). The default (`{default['type']}`, {settings(default)}) is the demo "
+        "study file's pruner section. Grid: the first fold reports at quarters (the scheme's) or "
+        "tenths (before) of its schedule. Target: epochs <= "
+        f"{result['target_epochs_ratio']} of the study without pruning, best CV accuracy no more "
+        f"than {result['target_points']} points below it.",
+    ]
+    for case in result["cases"]:
+        wo = case["without"]
+        lines += [
+            "",
+            f"**{case['study']}**: {case['data']}, {case['trials']} trials; without pruning "
+            f"{wo['epochs']:.0f} epochs, {wo['seconds']:.0f} s, best {wo['best_value']:.4f}.",
+            "",
+            "| pruner | type, settings | grid | pruned | epochs | epochs ratio | seconds ratio | best CV | points | meets target |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for row in case["with"]:
+            lines.append(
+                f"| {row['label']} | `{row['pruner']['type']}`, {settings(row['pruner'])} | "
+                f"{grids.get(row['grid'], row['grid'])} | {row['pruned']}/{row['trials']} | {row['epochs']:.0f} | {row['epochs_ratio']:.2f} | "
+                f"{row['seconds_ratio']:.2f} | {row['best_value']:.4f} | "
+                f"{row['best_value_difference_points']:+.2f} | {'yes' if row['meets_target'] else 'no'} |"
+            )
+    return lines
