@@ -140,7 +140,8 @@ def parallel_trials(result: dict[str, Any]) -> list[str]:
     lines = [
         "## Parallel trials on CPU",
         "",
-        f"Training images/s (random input, Adam, channels-last, fp32) of one process using all "
+        f"Training images/s (the trainer's timed training step: random input, channels-last, fp32) "
+        f"of one process using all "
         f"{cores} cores against {cores} one-thread processes at the same time, as "
         f"`studies run --workers auto` runs trials on a machine without GPU (median of "
         f"{result['repeats']} rounds of {result['seconds_per_round']:.0f} s).",

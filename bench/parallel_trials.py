@@ -1,9 +1,10 @@
 """Parallel trials on a CPU: one process per core, one thread each, against one process using
 every core, as ``studies run --workers auto`` chooses on a machine without GPU.
 
-Each process trains the backbone on random input for a fixed number of steps (after warm-up
-steps) and reports its images per second; the N one-thread processes run at the same time and
-their rates add up. The two layouts take turns for ``--repeats`` rounds and the median is kept.
+Each process times the trainer's training step (``trainer.runtime.time_training_step``: random
+input, fp32, channels-last) for about ``SECONDS`` after warm-up and reports the images per
+second of its median step; the N one-thread processes run at the same time and their rates add
+up. The two layouts take turns for ``--repeats`` rounds and the median is kept.
 Figure, per backbone and size: images per second of the N processes ÷ the one process. Batches
 are random tensors, so the per-sample work a trial does in its own process (decoding,
 augmenting) is left out; it runs on one core in either layout.
@@ -17,7 +18,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any
 
 from bench.common import save
@@ -31,27 +31,15 @@ def child(backbone: str, size: int, batch: int) -> None:
     import torch
 
     from trainer.model.backbone import create_probe
+    from trainer.runtime import Execution, time_training_step
 
-    model = create_probe(backbone, num_classes=10).train()
-    model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    inputs = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    targets = torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
-        optimizer.step()
-
-    for _ in range(2):
-        step()
+    model = create_probe(backbone, num_classes=10)
+    mode = Execution(torch.device("cpu"), "fp32", channels_last=True)
+    paced = time_training_step(model, mode, size, batch)  # warms up, and sets the step count
+    steps = max(3, round(SECONDS / paced.steady))
     print("ready", flush=True)
     sys.stdin.readline()  # every process starts training together
-    began, steps = time.perf_counter(), 0
-    while time.perf_counter() - began < SECONDS:
-        step()
-        steps += 1
-    print(batch * steps / (time.perf_counter() - began))
+    print(batch / time_training_step(model, mode, size, batch, steps).steady)
 
 
 def run_processes(count: int, threads: int, case: tuple[str, int, int]) -> float:

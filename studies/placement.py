@@ -8,8 +8,8 @@ cores.
 
 Why trials in parallel on a CPU: a training step's intra-op threads scale badly on small
 models, and the batches are made in the trial's own process, so one trial leaves cores idle.
-On 2 cores, two one-thread processes trained 1.7x the images per second of one two-thread
-process on timm's tiny test models and 1.1x on resnet18 at 128 px (bench/parallel_trials.py).
+On 2 cores, two one-thread processes trained 1.55-1.81x the images per second of one two-thread
+process on timm's tiny test models and 1.15x on resnet18 at 128 px (bench/parallel_trials.py).
 """
 
 from __future__ import annotations
