@@ -24,7 +24,7 @@ def test_learning_curves_are_a_png(tmp_path: Path) -> None:
 def test_confusion_matrix_is_a_table_of_the_counts(tmp_path: Path) -> None:
     matrix = np.array([[7, 1], [2, 5]])
     (page,) = plots.confusion_matrix_plot(
-        matrix, ["cat", "<dog>"], "fold0: validation", tmp_path / "cm", png=False
+        matrix, ["cat", "<dog>"], "fold0: validation", tmp_path / "cm"
     )
     text = page.read_text()
     assert not EXTERNAL.search(text) and "<script" not in text

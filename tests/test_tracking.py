@@ -80,6 +80,8 @@ def test_run_tree_metrics_params_and_artifacts(tracked: tuple[MlflowClient, Conf
             "val_predictions.csv",
             "plots/confusion_matrix.html",
         } <= files
+    refit_plots = {a.path for a in client.list_artifacts(children["refit"].info.run_id, "plots")}
+    assert refit_plots == {"plots/confusion_matrix.html"}  # HTML only: the UI shows it inline
     assert {"cv/val_acc_mean", "cv/val_acc_std", "cv/best_epoch_mean", "test/acc"} <= set(
         parent.data.metrics
     )
