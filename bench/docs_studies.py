@@ -27,7 +27,7 @@ def time_to_best(result: dict[str, Any]) -> list[str]:
         "until each first finished a trial at least as good as the baseline's final best CV "
         "accuracy; the figure is the median over seeds. A seed whose studies run did not reach it "
         "within the baseline's whole search time gives a bound, `< x`: baseline seconds ÷ the "
-        f"seconds it searched. Torch threads: {result.get('torch_threads', '-')}.",
+        f"seconds it searched. {_workers(result)}",
         "",
         "| data | median speedup | min (seeds that reached it) | max | per seed |",
         "| --- | ---: | ---: | ---: | --- |",
@@ -59,6 +59,16 @@ def time_to_best(result: dict[str, Any]) -> list[str]:
             )
     lines += ["", f"- Target: >= {result['target_speedup']:.0f}x faster (median)."]
     return [*lines, *_trial_costs(result)]
+
+
+def _workers(result: dict[str, Any]) -> str:
+    if "workers" not in result:
+        return f"Torch threads: {result.get('torch_threads', '-')}."
+    return (
+        f"`studies run` workers: {result['workers']} (its default, `auto`), "
+        f"{result['threads_per_worker']} torch thread(s) each; the trial costs below are those "
+        "of the trials the `studies run` process ran itself."
+    )
 
 
 def _trial_costs(result: dict[str, Any]) -> list[str]:

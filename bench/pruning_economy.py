@@ -120,7 +120,7 @@ def run_study(
     path = scratch / f"{name}.yaml"
     path.write_text(yaml.safe_dump({**raw, "name": name, "pruner": pruner}, sort_keys=False))
     command = ["run", str(path), "--storage", str(scratch / f"{name}.journal")]
-    assert studies([*command, "--n-trials", str(trials)]) == 0  # one worker, in this process
+    assert studies([*command, "--n-trials", str(trials), "--workers", "1"]) == 0  # this process
     table = load_study(MlflowClient(tracking_uri()), name).trials
     complete = table[table["state"] == "COMPLETE"]
     return {

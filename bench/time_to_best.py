@@ -32,11 +32,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bench.common import save, write_photos
 from bench.notebook_search import BATCH, FOLDS, SEED, TEST_SIZE, run_tutorial
 from bench.trial_costs import TrialCosts, process_start_seconds, spread, summarise
+from studies.placement import threads_per_worker, worker_count
 
 DEMO = Path(__file__).resolve().parents[1] / "studies" / "configs" / "demo.yaml"
 SPACE: dict[str, Any] = {
@@ -154,10 +153,6 @@ def one_seed(root: Path, data: str, trials: int, seed: int, costs: TrialCosts) -
     with costs.active():
         ours = run_studies(root, trials, target, seed, budget)
     costs.tag_last(len(costs.records) - before, study=f"{data}-{seed}", seed=seed)
-    trial_wall = sum(r["wall"] for r in costs.records[before:])
-    ours["per_invocation_overhead_seconds"] = (sum(ours["invocation_seconds"]) - trial_wall) / len(
-        ours["invocation_seconds"]
-    )
     baseline_seconds = first_reaching(baseline, target)
     ours_seconds = first_reaching(ours["finished"], target)
     speedup = baseline_seconds / ours_seconds if baseline_seconds and ours_seconds else None
@@ -234,6 +229,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         cases = [compare(Path(scratch), data, args.trials, args.seeds) for data in args.data]
     fixed = [r["fixed"] for case in cases for r in case["trial_records"]]
+    workers = worker_count("auto")
     result = {
         "mode": f"{FOLDS} folds, {args.trials} trials (studies topped up by as many for as long "
         f"as the baseline searched), sampler seeds {' '.join(map(str, args.seeds))}",
@@ -241,7 +237,8 @@ def main() -> None:
         "cases": cases,
         "fixed_seconds_per_trial": spread(fixed),
         "process_start_seconds": start,
-        "torch_threads": torch.get_num_threads(),  # OMP_NUM_THREADS=1 on a shared, busy machine
+        "workers": workers,  # studies run's default here; this process is one (its trials timed)
+        "threads_per_worker": threads_per_worker(workers),
         "target_speedup": 3.0,
         "target_fixed_seconds": 0.5,
     }

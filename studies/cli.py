@@ -69,9 +69,9 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     run.add_argument(
         "--workers",
-        default="1",
-        help="worker processes on this machine: a number, or auto (one per GPU, each on its "
-        "own; without GPU one per core, at most 4)",
+        help="worker processes on this machine, this one included: a number, or auto (one per "
+        "GPU, each on its own; without GPU one per core, at most 4; default: the file's "
+        "workers:, else auto)",
     )
     run.add_argument("--storage", help="Optuna storage: journal file path or database URL")
     run.add_argument("--name", help="study name (default: the file's name:)")
@@ -113,7 +113,8 @@ def _run(args: argparse.Namespace) -> int:
 
     _interrupt_once()
     settings = _settings(args)
-    workers = 1 if args.as_worker else worker_count(str(args.workers))
+    requested = str(args.workers or settings.study.workers)
+    workers = 1 if args.as_worker else worker_count(requested)
     if args.as_worker:
         try:
             run_worker(settings)
@@ -121,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
         return 0
     study, handle = open_study(settings)
-    if args.workers == "auto":  # no process started only to find the study complete
+    if requested == "auto":  # no process started only to find the study complete
         workers = max(1, min(workers, trials_left(study, settings.n_trials)))
     space = {k: v.model_dump() for k, v in settings.study.search_space.items()}
     tracker = prepare_resume(study, handle, space)
@@ -131,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         if workers == 1:
             run_worker(settings)
         else:
-            _run_workers(args, workers, settings.study.storage or handle.url, settings.study.name)
+            _run_with_workers(args, workers, settings, settings.study.storage or handle.url)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -199,34 +200,39 @@ def _doctor(args: argparse.Namespace) -> int:
     return examine(study, handle, client, args.fix)
 
 
-def _run_workers(args: argparse.Namespace, count: int, storage: str, name: str) -> None:
-    from studies.placement import worker_environments
+def _run_with_workers(
+    args: argparse.Namespace, count: int, settings: RunSettings, storage: str
+) -> None:
+    """Run trials here as one of ``count`` workers, the others in processes of their own.
 
-    base = [
-        sys.executable,
-        "-m",
-        "studies",
-        "run",
-        str(args.study),
-        "--as-worker",
-        "--storage",
-        storage,
-        "--name",
-        name,
-    ]
+    This process trains while the others import torch and start: a worker costs no idle
+    seconds, so even a short study gains from one per core.
+    """
+    from studies.placement import worker_environments, worker_threads
+    from studies.runner import run_worker
+
+    base = [sys.executable, "-m", "studies", "run", str(args.study), "--as-worker"]
+    base += ["--storage", storage, "--name", settings.study.name]
     base += ["--n-trials", str(args.n_trials)] if args.n_trials else []
     base += ["--timeout", str(args.timeout)] if args.timeout else []
-    environments = worker_environments(count, dict(os.environ))
-    workers = [subprocess.Popen(base, env=env) for env in environments]
+    here, *others = worker_environments(count, dict(os.environ))
+    workers = [subprocess.Popen(base, env=env) for env in others]
     try:
+        worker_threads(here)  # this process is worker 0: its threads, its GPU (the first)
+        run_worker(settings)
         codes = [worker.wait() for worker in workers]
     except KeyboardInterrupt as interrupt:
         passed_on = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
         _stop_workers(workers, passed_on)
         raise
+    except BaseException:
+        for worker in workers:  # they end on their own: the study's limits are theirs too
+            worker.wait()
+        raise
     if any(codes):
         raise UserError(
-            f"{sum(1 for c in codes if c)} of {len(codes)} workers failed (exit codes {codes})"
+            f"{sum(1 for c in codes if c)} of {len(codes)} other workers failed "
+            f"(exit codes {codes})"
         )
 
 

@@ -96,6 +96,9 @@ class StudyConfig(_Strict):
     search_space: dict[str, Distribution] = Field(min_length=1)  # dotted config key -> range
     n_trials: int = Field(20, ge=1)  # total trials that complete or are pruned
     timeout: float | None = Field(None, gt=0)  # seconds after which no new trial starts
+    # Worker processes on this machine (--workers overrides): a number, or auto: one per GPU,
+    # else one per core (at most 4, never more than the trials left); see studies.placement.
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = MedianPruning()  # see studies.pruners
     storage: str | None = None  # Optuna storage URL; default: journal file in mlruns/optuna/

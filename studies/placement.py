@@ -4,7 +4,8 @@
 core, at most ``CPU_WORKERS_MAX``. ``--workers W`` spreads W workers over the GPUs round-robin.
 Each worker sees only its own GPU (``CUDA_VISIBLE_DEVICES``), so its trials run there as
 ``cuda:0``; the CPU threads are split between the workers so that they do not oversubscribe the
-cores.
+cores. The ``studies run`` process itself is worker 0 (the first GPU, as its own ``cuda:0``): it
+trains while the other workers import and start.
 
 Why trials in parallel on a CPU: a training step's intra-op threads scale badly on small
 models, and the batches are made in the trial's own process, so one trial leaves cores idle.
@@ -49,10 +50,23 @@ def worker_count(requested: str) -> int:
     return count
 
 
+def threads_per_worker(count: int) -> int:
+    """Torch threads of each of ``count`` workers: the cores split between them."""
+    return max(1, available_cores() // count)
+
+
+def worker_threads(environment: dict[str, str]) -> None:
+    """Give this process the torch threads of its worker ``environment`` (the parent runs
+    trials as worker 0 after torch was imported, so ``OMP_NUM_THREADS`` alone is too late)."""
+    import torch
+
+    torch.set_num_threads(int(environment["OMP_NUM_THREADS"]))
+
+
 def worker_environments(count: int, base: dict[str, str]) -> list[dict[str, str]]:
     """The environment of each of ``count`` workers: its GPU (round-robin) and thread count."""
     gpus = visible_gpus()
-    threads = str(max(1, available_cores() // count))
+    threads = str(threads_per_worker(count))
     environments = []
     for index in range(count):
         env = {**base, "OMP_NUM_THREADS": threads}

@@ -81,6 +81,7 @@ def study_file(tmp_path: Path, digits_dir: Path, **changes: Any) -> Path:
         "search_space": {"train.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}},
         "sampler": {"seed": 3, "n_startup_trials": 2},
         "pruner": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+        "workers": 1,  # tests of several processes ask for them
     }
     study.update(changes)
     path = tmp_path / "study.yaml"

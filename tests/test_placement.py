@@ -61,10 +61,13 @@ def test_bad_worker_counts_are_one_line(bad: str) -> None:
         placement.worker_count(bad)
 
 
-def test_the_parent_starts_each_worker_on_its_gpu(
+def test_the_parent_runs_trials_on_the_first_gpu_and_starts_a_worker_on_each_other(
     four_gpus: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from studies import runner
+
     started: list[dict[str, str]] = []
+    events: list[str] = []
 
     class Worker:
         def __init__(self, command: list[str], env: dict[str, str]) -> None:
@@ -72,10 +75,16 @@ def test_the_parent_starts_each_worker_on_its_gpu(
             started.append(env)
 
         def wait(self) -> int:
+            events.append("waited")
             return 0
 
     monkeypatch.setattr(cli.subprocess, "Popen", Worker)
+    monkeypatch.setattr(placement, "worker_threads", lambda env: events.append("threads"))
+    monkeypatch.setattr(runner, "run_worker", lambda settings: events.append("trials here"))
     args: Any = argparse.Namespace(study=tmp_path / "s.yaml", n_trials=None, timeout=None)
-    cli._run_workers(args, placement.worker_count("auto"), str(tmp_path / "j.log"), "s")
-    assert devices(started) == ["0", "1", "2", "3"]
+    settings: Any = argparse.Namespace(study=argparse.Namespace(name="s"))
+    cli._run_with_workers(args, placement.worker_count("auto"), settings, str(tmp_path / "j.log"))
+    assert devices(started) == ["1", "2", "3"]  # this process keeps "0", its cuda:0
     assert len({env["OMP_NUM_THREADS"] for env in started}) == 1
+    # The others start first, this process trains meanwhile, then waits for them.
+    assert events == ["threads", "trials here", "waited", "waited", "waited"]

@@ -89,9 +89,12 @@ def test_auto_starts_no_more_workers_than_trials_left(
 
     started: list[int] = []
     monkeypatch.setattr(placement, "worker_count", lambda requested: 4)  # a 4-core machine
-    monkeypatch.setattr(cli, "_run_workers", lambda args, count, *rest: started.append(count))
+    monkeypatch.setattr(cli, "_run_with_workers", lambda args, count, *rest: started.append(count))
     path, journal = study_file(tmp_path, digits_dir, name="auto-workers"), tmp_path / "j.log"
-    command = ["run", str(path), "--storage", str(journal), "--workers", "auto"]
+    raw = yaml.safe_load(path.read_text())
+    del raw["workers"]  # neither the file nor the command line names them: auto
+    path.write_text(yaml.safe_dump(raw))
+    command = ["run", str(path), "--storage", str(journal)]
     assert main([*command, "--n-trials", "1"]) == 0  # one trial left: run here, no workers
     assert started == [] and len(trials(journal, "auto-workers")) == 1
     assert main([*command, "--n-trials", "3"]) == 0
@@ -114,7 +117,7 @@ def test_two_workers_finish_exactly_the_requested_trials(
     assert len(done) == 5
     assert {t.state for t in done} <= {TrialState.COMPLETE, TrialState.PRUNED}
     workers = {t.user_attrs["worker"].split(":")[1] for t in done}
-    assert len(workers) == 2  # both processes ran trials
+    assert len(workers) == 2 and str(os.getpid()) in workers  # this process is one of the two
     runs = trial_runs(MlflowClient(session_store), "two-workers")
     assert sorted(int(r.data.tags["optuna.trial"]) for r in runs) == [0, 1, 2, 3, 4]
     assert (

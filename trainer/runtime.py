@@ -242,9 +242,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    # Written aside and renamed: a study's other workers may be reading it at this moment.
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=1, sort_keys=True))
+        aside = path.with_name(f"{path.name}.{os.getpid()}")
+        aside.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(aside, path)
 
 
 def _fmt(timings: dict[str, StepTimes]) -> str:
