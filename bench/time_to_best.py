@@ -2,10 +2,11 @@
 
 The baseline is written the tutorial's way (``bench.notebook_search``). ``studies run`` gets
 the same data, holdout and folds, search space, sampler (TPE, same seed and startup trials)
-and trial count, with its defaults (median pruner, ``precision: auto``). Time is the budget, not
-the number of trials: until it reaches the baseline's best, ``studies run`` is topped up by as
-many trials again (``n_trials`` is a total), for as long as the baseline's whole search took
-(``MAX_ROUNDS`` rounds at most).
+and trial count, with its defaults (median pruner, ``precision: auto``, ``workers: auto``: on
+a 2-core machine the ``studies run`` process and one more, one torch thread each). Time is the
+budget, not the number of trials: until it reaches the baseline's best, ``studies run`` is
+topped up by as many trials again (``n_trials`` is a total), for as long as the baseline's
+whole search took (``MAX_ROUNDS`` rounds at most).
 
 Figure: seconds until the baseline's final best CV accuracy was first reached, baseline ÷
 studies (target >= 3); a seed whose ``studies run`` never reached it within the budget gives
