@@ -45,8 +45,9 @@ def time_to_best(result: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "| data | seed | baseline best | baseline s | studies s | studies trials (pruned) | speedup |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| data | seed | baseline best | baseline s | studies s | studies trials (pruned) | "
+        "trials per minute: studies / baseline | speedup |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for case in result["cases"]:
         for run in case["seeds"]:
@@ -54,11 +55,20 @@ def time_to_best(result: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {case['data']} | {run['seed']} | {run['target_value']:.4f} | "
                 f"{_seconds(base['seconds_to_target'])} | {_seconds(ours['seconds_to_target'])} | "
-                f"{ours['trials']} ({ours.get('PRUNED', 0)}) | "
+                f"{ours['trials']} ({ours.get('PRUNED', 0)}) | {_trial_rates(run)} | "
                 f"{_times(run['speedup'], run.get('speedup_below'))} |"
             )
     lines += ["", f"- Target: >= {result['target_speedup']:.0f}x faster (median)."]
     return [*lines, *_trial_costs(result)]
+
+
+def _trial_rates(run: dict[str, Any]) -> str:
+    """Trials ended (complete or pruned) per minute of search, studies run / the baseline."""
+    ours, finished = run["studies"], run["baseline"]["finished"]
+    if "searched_seconds" not in ours or not finished:
+        return "-"
+    studies = 60 * ours["trials"] / ours["searched_seconds"]
+    return f"{studies:.1f} / {60 * len(finished) / max(t for t, _ in finished):.1f}"
 
 
 def _workers(result: dict[str, Any]) -> str:
