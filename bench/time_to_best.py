@@ -13,8 +13,8 @@ studies (target >= 3); a seed whose ``studies run`` never reached it within the 
 a bound instead (its speedup is below baseline seconds ÷ the seconds it searched). Which trial
 first crosses the baseline's best decides one run's figure, so both searches run side by side
 for each of several sampler seeds (the data, holdout and folds stay fixed) and the figure is
-the median over seeds, with its spread and every seed's value. Each seed's ``studies run`` starts cold: its own image cache, execution-mode cache,
-split folder, journal and experiment. Where a trial's seconds go besides its epochs is
+the median over seeds, with its spread and every seed's value. Each seed's ``studies run``
+starts cold: its own image cache, execution-mode cache, split folder, journal and experiment. Where a trial's seconds go besides its epochs is
 measured on the side (``bench.trial_costs``). Quick mode: tiny timm models, 3 folds, 2-4
 epochs, 16-32 px, on the digits twice: as 500x375 JPEGs (the decoding cost of photos) and as
 32 px PNGs.

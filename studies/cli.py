@@ -208,17 +208,17 @@ def _run_with_workers(
     This process trains while the others import torch and start: a worker costs no idle
     seconds, so even a short study gains from one per core.
     """
-    from studies.placement import worker_environments, worker_threads
+    from studies.placement import use_worker_threads, worker_environments
     from studies.runner import run_worker
 
     base = [sys.executable, "-m", "studies", "run", str(args.study), "--as-worker"]
     base += ["--storage", storage, "--name", settings.study.name]
     base += ["--n-trials", str(args.n_trials)] if args.n_trials else []
     base += ["--timeout", str(args.timeout)] if args.timeout else []
-    here, *others = worker_environments(count, dict(os.environ))
+    others = worker_environments(count, dict(os.environ))[1:]  # the first is this process's
     workers = [subprocess.Popen(base, env=env) for env in others]
     try:
-        worker_threads(here)  # this process is worker 0: its threads, its GPU (the first)
+        use_worker_threads(count)  # this process is worker 0: its threads, the first GPU
         run_worker(settings)
         codes = [worker.wait() for worker in workers]
     except KeyboardInterrupt as interrupt:

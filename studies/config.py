@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import torch
 import yaml
 from optuna.distributions import FloatDistribution, IntDistribution
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from studies.pruners import MedianPruning, PrunerConfig
 from trainer.config import Config, apply_overrides, config_from_dict, set_dotted
@@ -98,10 +98,17 @@ class StudyConfig(_Strict):
     timeout: float | None = Field(None, gt=0)  # seconds after which no new trial starts
     # Worker processes on this machine (--workers overrides): a number, or auto: one per GPU,
     # else one per core (at most 4, never more than the trials left); see studies.placement.
-    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    workers: int | Literal["auto"] = "auto"
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = MedianPruning()  # see studies.pruners
     storage: str | None = None  # Optuna storage URL; default: journal file in mlruns/optuna/
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"takes a number of at least 1 or 'auto', got {value!r}")
 
 
 def load_study_config(path: Path, check_models: bool = True) -> tuple[StudyConfig, Config]:

@@ -55,12 +55,12 @@ def threads_per_worker(count: int) -> int:
     return max(1, available_cores() // count)
 
 
-def worker_threads(environment: dict[str, str]) -> None:
-    """Give this process the torch threads of its worker ``environment`` (the parent runs
-    trials as worker 0 after torch was imported, so ``OMP_NUM_THREADS`` alone is too late)."""
+def use_worker_threads(count: int) -> None:
+    """Give this process the torch threads of one of ``count`` workers (the parent runs trials
+    as worker 0 after torch was imported, so ``OMP_NUM_THREADS`` would come too late)."""
     import torch
 
-    torch.set_num_threads(int(environment["OMP_NUM_THREADS"]))
+    torch.set_num_threads(threads_per_worker(count))
 
 
 def worker_environments(count: int, base: dict[str, str]) -> list[dict[str, str]]:

@@ -79,7 +79,7 @@ def test_the_parent_runs_trials_on_the_first_gpu_and_starts_a_worker_on_each_oth
             return 0
 
     monkeypatch.setattr(cli.subprocess, "Popen", Worker)
-    monkeypatch.setattr(placement, "worker_threads", lambda env: events.append("threads"))
+    monkeypatch.setattr(placement, "use_worker_threads", lambda n: events.append("threads"))
     monkeypatch.setattr(runner, "run_worker", lambda settings: events.append("trials here"))
     args: Any = argparse.Namespace(study=tmp_path / "s.yaml", n_trials=None, timeout=None)
     settings: Any = argparse.Namespace(study=argparse.Namespace(name="s"))

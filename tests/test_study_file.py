@@ -136,3 +136,13 @@ def test_an_invalid_base_is_one_line(digits_dir: Path, tmp_path: Path) -> None:
     space = {"train.lr": {"type": "float", "low": 1e-2, "high": 1e-1, "log": True}}
     message = refusal(study_with(tmp_path, digits_dir, space, lr=3e-4, min_lr=1e-3))
     assert "(base): bad value for 'train'" in message and "train.min_lr (0.001)" in message
+
+
+@pytest.mark.parametrize("workers", [0, -2, "many", 1.5, True])
+def test_bad_workers_in_the_study_file_are_one_line(
+    digits_dir: Path, tmp_path: Path, workers: Any
+) -> None:
+    path = study_file(tmp_path, digits_dir, workers=workers)
+    assert refusal(path) == (
+        f"{path}: bad 'workers': takes a number of at least 1 or 'auto', got {workers!r}"
+    )
