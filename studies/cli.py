@@ -116,6 +116,9 @@ def _run(args: argparse.Namespace) -> int:
     requested = str(args.workers or settings.study.workers)
     workers = 1 if args.as_worker else worker_count(requested)
     if args.as_worker:
+        from trainer.fit import silence_data_warnings
+
+        silence_data_warnings()  # the studies run process that started this one says it
         try:
             run_worker(settings)
         except KeyboardInterrupt as interrupt:  # the parent reports it, once

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+import studies.runner
+from studies.cli import main as studies_main
 from trainer import fit as fit_module
 from trainer.config import Config, apply_overrides, config_from_dict
 from trainer.explore.run import explore
 
+from .conftest import study_file
 from .explore_data import config_of, plant
 
 
@@ -51,3 +54,25 @@ def test_a_fit_warns_once_per_dataset_after_explore_found_leakage(
         fit_module.prepare(config)  # a study's next trial in the same process
     (line,) = warned_lines(caplog)
     assert "holdout leakage" in line and "label conflicts" in line
+
+
+def test_a_study_worker_process_leaves_the_warning_to_the_studies_run_process(
+    tmp_path: Path,
+    digits_dir: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = tmp_path / "data"
+    plant(root, tmp_path)
+    config = small(config_of(root, tmp_path / "out", tracking=False))
+    explore(config, workers=1)
+    monkeypatch.setattr(fit_module, "_WARNED", set())
+    monkeypatch.setattr(fit_module, "_DATA_WARNINGS", {"on": True})
+    monkeypatch.setattr(studies.runner, "run_worker", lambda settings: fit_module.prepare(config))
+    study = ["run", str(study_file(tmp_path, digits_dir)), "--storage", str(tmp_path / "journal")]
+    capfd.readouterr()
+    studies_main([*study, "--as-worker"])  # an extra worker of a study: its trials fit the data
+    assert "trainer explore" not in "".join(capfd.readouterr())
+    monkeypatch.setattr(fit_module, "_DATA_WARNINGS", {"on": True})
+    studies_main(study)  # the studies run process that started it
+    assert "holdout leakage" in "".join(capfd.readouterr())

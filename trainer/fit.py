@@ -225,6 +225,13 @@ def _log_start(info: FitInfo) -> None:
 
 
 _WARNED: set[str] = set()  # data digests already warned about in this process
+_DATA_WARNINGS = {"on": True}  # off in processes that leave the data warning to another
+
+
+def silence_data_warnings() -> None:
+    """Leave the warning about the data to another process: a study's extra workers fit the
+    same data as the ``studies run`` process, which says it once."""
+    _DATA_WARNINGS["on"] = False
 
 
 def _warn_about_data(config: Config, digest: str) -> None:
@@ -232,7 +239,7 @@ def _warn_about_data(config: Config, digest: str) -> None:
     found that skews the scores (holdout leakage, label conflicts). Never fails the fit."""
     from trainer.explore import warning_for
 
-    if digest in _WARNED:
+    if digest in _WARNED or not _DATA_WARNINGS["on"]:
         return
     _WARNED.add(digest)
     try:
