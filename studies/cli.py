@@ -113,17 +113,10 @@ def _run(args: argparse.Namespace) -> int:
 
     _interrupt_once()
     settings = _settings(args)
-    requested = str(args.workers or settings.study.workers)
-    workers = 1 if args.as_worker else worker_count(requested)
     if args.as_worker:
-        from trainer.fit import silence_data_warnings
-
-        silence_data_warnings()  # the studies run process that started this one says it
-        try:
-            run_worker(settings)
-        except KeyboardInterrupt as interrupt:  # the parent reports it, once
-            return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
-        return 0
+        return _run_as_worker(settings)
+    requested = str(args.workers or settings.study.workers)
+    workers = worker_count(requested)
     study, handle = open_study(settings)
     if requested == "auto":  # no process started only to find the study complete
         workers = max(1, min(workers, trials_left(study, settings.n_trials)))
@@ -146,6 +139,19 @@ def _run(args: argparse.Namespace) -> int:
         tracker.update_best()
         tracker.mark_study(status)
     _summary(study, handle.url, settings.n_trials)
+    return 0
+
+
+def _run_as_worker(settings: RunSettings) -> int:
+    """One of the extra workers a ``studies run`` process started: trials only."""
+    from studies.runner import run_worker
+    from trainer.fit import silence_data_warnings
+
+    silence_data_warnings()  # the studies run process that started this one says it
+    try:
+        run_worker(settings)
+    except KeyboardInterrupt as interrupt:  # the parent reports it, once
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
     return 0
 
 
