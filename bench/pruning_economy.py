@@ -57,6 +57,10 @@ ALTERNATIVES: dict[str, tuple[dict[str, Any], int | None]] = {
         {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0, "n_min_trials": 2},
         None,
     ),
+    "median of every trial that reported the step": (
+        {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0, "median_of": "reported"},
+        None,
+    ),
     "median, Optuna's 5 startup trials": (
         {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 0},
         None,

@@ -11,7 +11,9 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Annotated, Any, ClassVar, Literal
 
+import numpy as np
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 DEFAULT_TYPE = "median"  # the pruner of a study file whose pruner section names no type
@@ -43,15 +45,59 @@ class MedianPruning(_Pruner):
     type: Literal["median"] = "median"
     n_startup_trials: int = Field(2, ge=0)  # completed trials before pruning starts
     n_warmup_steps: int = Field(0, ge=0)  # steps of a trial never pruned
-    n_min_trials: int = Field(1, ge=1)  # completed trials that reported a step before it judges
+    n_min_trials: int = Field(1, ge=1)  # trials that reported a step before it judges
+    # Whose values at a step make the median: "completed" trials (Optuna's MedianPruner) or
+    # every trial that "reported" the step, pruned and running ones too (ReportedMedianPruner).
+    median_of: Literal["completed", "reported"] = "completed"
 
     def create(self) -> optuna.pruners.BasePruner:
-        """Optuna's ``MedianPruner``."""
+        """Optuna's ``MedianPruner``, or ``ReportedMedianPruner``."""
+        if self.median_of == "reported":
+            return ReportedMedianPruner(
+                self.n_startup_trials, self.n_warmup_steps, self.n_min_trials
+            )
         return optuna.pruners.MedianPruner(
             n_startup_trials=self.n_startup_trials,
             n_warmup_steps=self.n_warmup_steps,
             n_min_trials=self.n_min_trials,
         )
+
+
+class ReportedMedianPruner(optuna.pruners.BasePruner):
+    """The median stopping rule against every trial that reported the step.
+
+    Optuna's ``MedianPruner`` takes the median of *completed* trials only. In a long study the
+    completed ones are the survivors of earlier cuts, so the bar climbs towards the best
+    trials' early values and a trial that starts slowly but ends best is stopped. Here the
+    median is over all trials that reached the step (complete, pruned or running), as a
+    successive-halving rung counts them. Startup and warm-up are as in ``MedianPruner``: no
+    pruning before ``n_startup_trials`` completed trials or at steps below ``n_warmup_steps``.
+    """
+
+    def __init__(self, n_startup_trials: int, n_warmup_steps: int, n_min_trials: int) -> None:
+        self.n_startup_trials = n_startup_trials
+        self.n_warmup_steps = n_warmup_steps
+        self.n_min_trials = n_min_trials
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Whether ``trial``'s best value so far is below the median at its last step."""
+        step = trial.last_step
+        if step is None or step < self.n_warmup_steps:
+            return False
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        others = [
+            t for t in study.get_trials(deepcopy=False, states=states) if t.number != trial.number
+        ]
+        if sum(t.state == TrialState.COMPLETE for t in others) < max(self.n_startup_trials, 1):
+            return False
+        values = [t.intermediate_values[step] for t in others if step in t.intermediate_values]
+        if len(values) < self.n_min_trials:
+            return False
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        own = sign * np.array(list(trial.intermediate_values.values()), dtype=float)
+        if np.isnan(own).all():
+            return True  # only NaN so far, as MedianPruner
+        return bool(np.nanmax(own) < sign * float(np.nanmedian(values)))
 
 
 class PercentilePruning(_Pruner):

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from pydantic import TypeAdapter
 
 from studies.config import StudyConfig
-from studies.pruners import MedianPruning, PrunerConfig
+from studies.pruners import MedianPruning, PrunerConfig, ReportedMedianPruner
 from studies.pruning import GRID, PruningCallback, ReportSchedule, create_pruner
 from trainer.callbacks import FoldInfo
 
@@ -131,6 +131,26 @@ def test_a_slow_starter_is_judged_against_every_schedule_length() -> None:
     assert bad.state == TrialState.PRUNED and max(bad.intermediate_values) == GRID // 2 - 1
 
 
+@pytest.mark.parametrize(
+    ("median_of", "slow_starter"), [("completed", "PRUNED"), ("reported", "COMPLETE")]
+)
+def test_a_median_of_reported_values_counts_the_pruned_trials(
+    median_of: str, slow_starter: str
+) -> None:
+    # Optuna's median is of completed trials: the fast starters that survived. A trial that
+    # starts slower than they did but ends best is stopped at its first report. The median of
+    # every trial that reported that step counts the trials stopped there too.
+    pruner = create_pruner(MedianPruning(n_startup_trials=2, median_of=median_of))
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for _ in range(2):
+        play_curve(study, [0.90, 0.95, 0.96, 0.97], [0.97, 0.97, 0.97])
+    for _ in range(3):
+        poor = play_curve(study, [0.40, 0.50, 0.60, 0.60], [0.60, 0.60, 0.60])
+        assert poor.state == TrialState.PRUNED and list(poor.intermediate_values) == [0]
+    slow = play_curve(study, [0.70, 0.96, 0.97, 0.99], [0.99, 0.99, 0.99])
+    assert slow.state == TrialState[slow_starter]
+
+
 def test_wilcoxon_reports_each_fold_at_its_index() -> None:
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     trial = study.ask()
@@ -156,6 +176,11 @@ def test_every_configured_pruner_is_created(kind: str) -> None:
         ({"type": "median"}, optuna.pruners.MedianPruner, {"_n_startup_trials": 2}),
         ({"n_warmup_steps": 3}, optuna.pruners.MedianPruner, {"_n_warmup_steps": 3}),
         ({"n_min_trials": 2}, optuna.pruners.MedianPruner, {"_n_min_trials": 2}),
+        (
+            {"median_of": "reported", "n_warmup_steps": 1},
+            ReportedMedianPruner,
+            {"n_startup_trials": 2, "n_warmup_steps": 1},
+        ),
         ({"type": "percentile", "percentile": 40}, optuna.pruners.PercentilePruner, {}),
         (
             {"type": "percentile", "n_min_trials": 3},
