@@ -9,9 +9,10 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from trainer.config import ModelConfig
+from trainer.config import ModelConfig, TrainConfig
 from trainer.errors import UserError
 from trainer.model.backbone import create_model, create_probe, trainable_parameters
+from trainer.model.optim import create_optimizer
 
 
 def test_unknown_backbone_suggests_close_matches() -> None:
@@ -78,6 +79,45 @@ def test_freezing_trains_only_the_head() -> None:
     after = model.state_dict()
     changed = {k for k in after if not torch.equal(before[k], after[k])}
     assert changed == {"fc.weight", "fc.bias"}
+
+
+_REFERENCE = {  # PyTorch's per-parameter loop: what create_optimizer gave before it fused
+    "adam": lambda params, train: torch.optim.Adam(
+        params, lr=train.lr, weight_decay=train.weight_decay, foreach=False
+    ),
+    "adamw": lambda params, train: torch.optim.AdamW(
+        params, lr=train.lr, weight_decay=train.weight_decay, foreach=False
+    ),
+    "sgd": lambda params, train: torch.optim.SGD(
+        params,
+        lr=train.lr,
+        momentum=train.momentum,
+        weight_decay=train.weight_decay,
+        foreach=False,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_REFERENCE))
+@pytest.mark.parametrize("frozen", [False, True])
+def test_the_optimizer_is_fused_and_makes_the_same_update(name: str, frozen: bool) -> None:
+    model_config = ModelConfig(backbone="test_resnet", pretrained=False, freeze_backbone=frozen)
+    train = TrainConfig(optimizer=name, lr=0.01, weight_decay=0.01)
+    model = create_model(model_config, 3)
+    twin = [p.detach().clone().requires_grad_(True) for p in trainable_parameters(model)]
+    fused, reference = create_optimizer(model, train), _REFERENCE[name](twin, train)
+    assert fused.defaults["fused"] is True
+    generator = torch.Generator().manual_seed(0)
+    # The same random gradients to both: on a model's own near-zero gradients, Adam's step is
+    # a matter of sign, and one rounding apart would send the two apart.
+    for _ in range(3):
+        for ours, theirs in zip(trainable_parameters(model), twin, strict=True):
+            ours.grad = torch.randn(ours.shape, generator=generator)
+            theirs.grad = ours.grad.clone()
+        fused.step()
+        reference.step()
+    for ours, theirs in zip(trainable_parameters(model), twin, strict=True):
+        torch.testing.assert_close(ours.detach(), theirs.detach())
 
 
 class _Payload:
