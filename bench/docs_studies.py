@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.trial_costs import fixed_by_kind
+
 
 def _seconds(value: float | None) -> str:
     return "not reached" if value is None else f"{value:.0f}"
@@ -81,12 +83,25 @@ def _workers(result: dict[str, Any]) -> str:
     )
 
 
+def _fixed_kinds(result: dict[str, Any]) -> str:
+    records = [r for case in result["cases"] for r in case["trial_records"]]
+    kinds = fixed_by_kind(records)
+    return "; ".join(
+        f"{kind} trials median {k['median']:.2f} s over {k['n']}" if k["n"] else f"no {kind} trials"
+        for kind, k in kinds.items()
+    ) + (
+        " (warm-up: the first trial of its study in the process, or one that decoded images or "
+        "timed the execution modes for a new backbone and size)"
+    )
+
+
 def _trial_costs(result: dict[str, Any]) -> list[str]:
     fixed, start = result["fixed_seconds_per_trial"], result["process_start_seconds"]
     lines = [
         f"- Fixed cost per `studies run` trial (its wall time less its training epochs; decodes "
         f"count as cache warm-up): median {fixed['median']:.2f} s, min {fixed['min']:.2f}, max "
         f"{fixed['max']:.2f} over {fixed['n']} trials (target <= {result['target_fixed_seconds']} s).",
+        f"- The same split by kind: {_fixed_kinds(result)}.",
         f"- Process start (a fresh Python importing a worker's modules): median "
         f"{start['median']:.2f} s, paid once per `studies run` worker.",
         "",

@@ -236,6 +236,27 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+PROBED = 0.05  # seconds of "execution choice" above which the trial ran the mode probe
+
+
+def fixed_by_kind(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The fixed cost per trial split three ways: warm-up trials (the first of their study in
+    this process, or one that decoded images or timed the execution modes for a new backbone
+    and size), and the warm trials that were pruned or completed."""
+    kinds: dict[str, list[float]] = {"warm-up": [], "warm, pruned": [], "warm, complete": []}
+    studies: set[Any] = set()
+    for record in records:
+        first = record.get("study") not in studies
+        studies.add(record.get("study"))
+        if first or record["decodes"] or record["seconds"].get("execution choice", 0) > PROBED:
+            kinds["warm-up"].append(record["fixed"])
+        elif "mlflow: end of pruned fit" in record["seconds"]:
+            kinds["warm, pruned"].append(record["fixed"])
+        else:
+            kinds["warm, complete"].append(record["fixed"])
+    return {kind: spread(values) for kind, values in kinds.items()}
+
+
 def process_start_seconds(repeats: int = 3) -> dict[str, Any]:
     """Wall seconds for a fresh Python to import what a ``studies run`` worker imports."""
     modules = "studies.runner, studies.objective, trainer.fit, trainer.tracking.tracker, timm"
