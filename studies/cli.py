@@ -13,9 +13,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
+from trainer import interrupts
 from trainer.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, run_guarded
 from trainer.errors import Terminated, UserError
 
@@ -111,7 +111,9 @@ def _run(args: argparse.Namespace) -> int:
     from studies.reservations import trials_left
     from studies.runner import open_study, prepare_resume, run_worker, tidy
 
-    _interrupt_once()
+    # The first SIGINT or SIGTERM interrupts; later ones are ignored so the cleanup runs to its
+    # end. Ctrl-C reaches every process of the group at once, and the parent passes it on too.
+    interrupts.install(once=True)
     settings = _settings(args)
     if args.as_worker:
         return _run_as_worker(settings)
@@ -155,22 +157,6 @@ def _run_as_worker(settings: RunSettings) -> int:
     return 0
 
 
-def _interrupt_once() -> None:
-    """The first SIGINT or SIGTERM interrupts the work; later ones are ignored, so that the
-    cleanup it starts (failing the trial, ending its runs, waiting for workers) runs to its end.
-    Ctrl-C reaches every process of the group at once, and the parent passes it on as well."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if signum == signal.SIGTERM:
-            raise Terminated(f"signal {signum}")
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 def _report(args: argparse.Namespace) -> int:
     from studies.report.build import check_names, write_report
 
@@ -191,13 +177,12 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     import optuna
-    from mlflow import MlflowClient
 
     from studies.doctor import examine, recorded_storage
     from studies.storage import open_storage
-    from trainer.tracking import tracking_uri
+    from trainer.tracking import open_client
 
-    client = MlflowClient(tracking_uri())
+    client = open_client()
     storage = args.storage or recorded_storage(client, args.name)
     handle = open_storage(storage)
     try:

@@ -29,7 +29,7 @@ from studies.report.data import best_trial, load_study
 from trainer.errors import UserError
 from trainer.fit import refit_only
 from trainer.folds import refit_epochs
-from trainer.tracking import MODEL_URI_TAG, PARENT_RUN_TAG, MlflowTracker, tracking_uri
+from trainer.tracking import MODEL_URI_TAG, PARENT_RUN_TAG, MlflowTracker, open_client
 from trainer.tracking.runs import config_from_run, fold_results
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Refit:
 
 def promote(study_name: str, model_name: str | None = None, force: bool = False) -> ModelVersion:
     """Promote the best trial of ``study_name``; returns the new model version."""
-    client = MlflowClient(tracking_uri())
+    client = open_client()
     mlflow.set_tracking_uri(client.tracking_uri)
     study = load_study(client, study_name)
     complete = study.trials[study.trials["state"] == "COMPLETE"]

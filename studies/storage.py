@@ -27,6 +27,7 @@ from optuna.storages import (
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from trainer.errors import UserError, one_line
+from trainer.interrupts import shield_methods
 from trainer.remote import redact
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ DEFAULT_JOURNAL = Path("mlruns") / "optuna" / "journal.log"
 HEARTBEAT_SECONDS = int(os.environ.get("STUDIES_HEARTBEAT_SECONDS", "30"))
 GRACE_SECONDS = int(os.environ.get("STUDIES_GRACE_SECONDS", "120"))
 _URL = re.compile(r"^[a-z][a-z0-9+]*://")
+# Each call finishes before Ctrl-C or SIGTERM interrupts the main thread (trainer.interrupts):
+# one cut short can leave a database transaction open, or the journal's lock file taken, and
+# the cleanup that fails the interrupted trial would then wait on this very process.
+ShieldedJournalStorage = shield_methods(JournalStorage, lambda storage: True)
+ShieldedRDBStorage = shield_methods(RDBStorage, lambda storage: True)
 
 
 @dataclass(frozen=True)
@@ -57,12 +63,12 @@ def open_storage(url: str | None) -> StorageHandle:
         path = path.expanduser().resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         file_lock = JournalFileOpenLock(str(path) + ".lock")
-        journal = JournalStorage(JournalFileBackend(str(path), lock_obj=file_lock))
+        journal = ShieldedJournalStorage(JournalFileBackend(str(path), lock_obj=file_lock))
         return StorageHandle(journal, str(path), path.with_name(path.name + ".trials.lock"), False)
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(
+            storage = ShieldedRDBStorage(
                 url,
                 heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=GRACE_SECONDS,

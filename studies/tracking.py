@@ -17,13 +17,12 @@ import time
 from typing import Any
 
 import optuna
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial, TrialState
 
 from studies.workers import INTERRUPTED, WORKER_ATTR, failure_reason
-from trainer.tracking import PARENT_RUN_TAG, ensure_experiment, metric_key, tracking_uri
+from trainer.tracking import PARENT_RUN_TAG, ensure_experiment, metric_key, open_client
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ class StudyTracker:
     ) -> None:
         self.study = study
         self.storage_url = storage_url
-        self.client = MlflowClient(tracking_uri())
+        self.client = open_client()
         self.experiment_id = ensure_experiment(self.client, study.study_name)
         self.study_run_id = self._study_run()
         if search_space is not None:  # the report reads the searched keys and their ranges here

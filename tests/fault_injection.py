@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 import studies.objective
 from studies.cli import main
+from studies.storage import ShieldedJournalStorage
 from trainer.data.cache import ImageCache
 
 counts = {"fits": 0, "steps": 0}
@@ -41,8 +42,8 @@ def install(phase: str, marker: Path) -> None:
         return original_fit(*args, **kwargs)
 
     studies.objective.fit = counted_fit  # type: ignore[assignment]
-    if phase == "claimed":
-        set_state = JournalStorage.set_trial_state_values
+    if phase == "claimed":  # after the storage call: a signal inside one waits for its end
+        set_state = ShieldedJournalStorage.set_trial_state_values
 
         def paused_set(self: JournalStorage, trial_id: int, state: TrialState, *rest: Any) -> bool:
             changed = set_state(self, trial_id, state, *rest)
@@ -50,7 +51,7 @@ def install(phase: str, marker: Path) -> None:
                 pause_here(marker)
             return changed
 
-        JournalStorage.set_trial_state_values = paused_set  # type: ignore[method-assign]
+        ShieldedJournalStorage.set_trial_state_values = paused_set  # type: ignore[method-assign]
     elif phase == "loading":
         get = ImageCache.get
 

@@ -65,14 +65,12 @@ def test_signal_at_any_point_then_same_command_completes(
         text=True,
         env=env,
     )
-    deadline = time.monotonic() + 240
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert marker.exists(), process.communicate(timeout=30)[1] if process.poll() else "no pause"
-    [first] = [t for t in trials(journal, name) if t.number == 0]
-    assert first.state == TrialState.COMPLETE  # finished before the fault: must survive it
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        first, stderr = pause_then_signal(process, marker, journal, name, signum)
+    finally:  # a process that hangs must not hold the shared store while later tests run
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode != 0
     if signum != signal.SIGKILL:
         assert "Traceback" not in stderr, stderr
@@ -93,6 +91,20 @@ def test_signal_at_any_point_then_same_command_completes(
     assert not [t for t in done if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert [t.value for t in done if t.number == 0] == [first.value]
     assert running_runs(MlflowClient(session_store), name) == []
+
+
+def pause_then_signal(
+    process: subprocess.Popen[str], marker: Path, journal: Path, name: str, signum: int
+) -> tuple[optuna.trial.FrozenTrial, str]:
+    """Wait for the injected pause, then signal: the first trial and the process's stderr."""
+    deadline = time.monotonic() + 240
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), process.communicate(timeout=30)[1] if process.poll() else "no pause"
+    [first] = [t for t in trials(journal, name) if t.number == 0]
+    assert first.state == TrialState.COMPLETE  # finished before the fault: must survive it
+    process.send_signal(signum)
+    return first, process.communicate(timeout=60)[1]
 
 
 def run_in_process(path: Path, journal: Path) -> optuna.Study:

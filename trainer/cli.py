@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
+from trainer import interrupts
 from trainer.errors import Terminated, UserError, one_line
 
 if TYPE_CHECKING:
@@ -25,10 +24,6 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 MODEL_URI_PREFIXES = ("models:/", "runs:/", "mlflow-artifacts:/")  # else a checkpoint path
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(f"signal {signum}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +138,7 @@ def run_guarded(
     SIGTERM raises ``Terminated`` (a KeyboardInterrupt), so that runs end KILLED, not RUNNING.
     """
     configure_logging(debug)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    interrupts.install()
     try:
         return handler(args)
     except UserError as exc:

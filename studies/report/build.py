@@ -20,7 +20,7 @@ from studies.report.data import Gallery, StudyData, best_trial, load_study, tria
 from studies.report.summary import summary_html
 from trainer.errors import UserError
 from trainer.galleries import LABEL_ISSUES, MISCLASSIFIED
-from trainer.tracking import tracking_uri
+from trainer.tracking import open_client
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def default_report_path(names: list[str]) -> Path:
 def write_report(names: list[str], out: Path | None = None, top: int = 5) -> Path:
     """Build the report of ``names`` from the tracking store; returns the HTML path."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    client = MlflowClient(tracking_uri())
+    client = open_client()
     studies = [load_study(client, name) for name in names]
     out = out or default_report_path(names)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         PARENT_RUN_TAG,
         ensure_experiment,
         metric_key,
+        open_client,
         tracking_uri,
     )
     from trainer.tracking.tracker import MlflowTracker
@@ -40,6 +41,7 @@ _HOMES = {
     "load_logged_model": "loading",
     "metric_key": "store",
     "model_signature": "served",
+    "open_client": "store",
     "tracking_uri": "store",
 }
 
@@ -54,6 +56,7 @@ __all__ = [  # the keys of _HOMES (a test keeps them equal)
     "load_logged_model",
     "metric_key",
     "model_signature",
+    "open_client",
     "tracking_uri",
 ]
 

@@ -17,8 +17,8 @@ from mlflow.exceptions import MlflowException
 from trainer.tracking.store import (
     ensure_experiment,
     metric_key,
+    open_client,
     quiet_transfers,
-    tracking_uri,
 )
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def log_exploration(
     its folder as source and its columns as schema. A failure ends the run FAILED.
     """
     quiet_transfers()
-    client = MlflowClient(tracking_uri(uri))
+    client = open_client(uri)
     run = client.create_run(ensure_experiment(client, experiment), run_name=run_name, tags=tags)
     run_id = run.info.run_id
     now = int(time.time() * 1000)

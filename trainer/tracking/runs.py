@@ -16,7 +16,7 @@ from trainer.config import Config, apply_overrides, config_from_dict
 from trainer.data.splits import split_dir
 from trainer.errors import UserError
 from trainer.runtime import select_device
-from trainer.tracking.store import PARENT_RUN_TAG, tracking_uri
+from trainer.tracking.store import PARENT_RUN_TAG, open_client
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def config_from_run(
     may choose differently), and its split file is restored from the run if it is missing.
     ``client`` reads the run (default: the store at ``tracking_uri()``).
     """
-    client = client or MlflowClient(tracking_uri())
+    client = client or open_client()
     try:
         run = client.get_run(run_id)
         with tempfile.TemporaryDirectory() as scratch:
@@ -51,7 +51,7 @@ def config_from_run(
 def fold_results(run_id: str, client: MlflowClient | None = None) -> list[dict[str, float]]:
     """The metrics each fold run of a logged fit ended with (``best/epoch``, ``best/val_acc``,
     ...), in fold order: what ``trainer.folds.refit_epochs`` reads of a fit's folds."""
-    client = client or MlflowClient(tracking_uri())
+    client = client or open_client()
     run = client.get_run(run_id)
     folds = client.search_runs(
         [run.info.experiment_id],

@@ -36,9 +36,10 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 
 from trainer import provenance
 from trainer.data.images import ImageReadError, encode_png_base64
+from trainer.interrupts import shielded
 from trainer.model.checkpoint import find_checkpoint
 from trainer.tracking.names import CHECKPOINT_ARTIFACT
-from trainer.tracking.store import quiet
+from trainer.tracking.store import is_database_uri, quiet
 
 # The model config key, named like the trainer config key: MLflow also logs it as a run param.
 SERVE_PATHS = "tracking.serve_paths"
@@ -155,8 +156,10 @@ def log_classifier(
     checkpoint = find_checkpoint(checkpoint_dir)
     mlflow.set_tracking_uri(client.tracking_uri)
     # The fluent API is the only way to log a model to a run; the context ends the run
-    # FINISHED, which is what the end of a fit does next anyway.
-    with _quiet_pyfunc_notices(), mlflow.start_run(run_id=run_id):
+    # FINISHED, which is what the end of a fit does next anyway. Its own clients write to the
+    # store, so the whole of it is shielded like ``client``'s calls.
+    shield = shielded(is_database_uri(client.tracking_uri))
+    with shield, _quiet_pyfunc_notices(), mlflow.start_run(run_id=run_id):
         logged = Model.log(  # what pyfunc.log_model calls, without the serving check
             artifact_path=None,
             flavor=_PYFUNC_WITHOUT_SERVING_CHECK,

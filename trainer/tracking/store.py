@@ -11,7 +11,9 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.store.db.db_types import DATABASE_ENGINES
 
+from trainer.interrupts import shield_methods
 from trainer.remote import check_server
 from trainer.tracking.names import EMBEDDED_STORE
 
@@ -54,6 +56,21 @@ def tracking_uri(configured: str | None = None) -> str:
     store = EMBEDDED_STORE.resolve()
     store.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def is_database_uri(uri: str) -> bool:
+    """Whether ``uri`` names a database MLflow writes to directly (SQLite, PostgreSQL, ...)."""
+    return uri.split(":", 1)[0].split("+", 1)[0].lower() in DATABASE_ENGINES
+
+
+# Each call into a database store finishes before Ctrl-C or SIGTERM interrupts the main thread
+# (``trainer.interrupts``). Calls to a server are not held up: a request leaves no lock behind.
+_StoreClient = shield_methods(MlflowClient, lambda client: is_database_uri(client.tracking_uri))
+
+
+def open_client(configured: str | None = None) -> MlflowClient:
+    """A client of the tracking store ``tracking_uri(configured)`` names."""
+    return _StoreClient(tracking_uri(configured))
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 from trainer.config import TrackingConfig
-from trainer.tracking.store import quiet
+from trainer.interrupts import shielded
+from trainer.tracking.store import is_database_uri, quiet
 
 
 class SystemMetrics:
@@ -30,6 +31,7 @@ class SystemMetrics:
     def stop(self) -> None:
         """Stop the sampler thread and flush what it holds (before the run ends)."""
         if self.monitor is not None:
-            with quiet("mlflow.system_metrics"):
+            # finishing writes the last samples: like a client call, not cut short by a signal
+            with quiet("mlflow.system_metrics"), shielded(is_database_uri(self.tracking_uri)):
                 self.monitor.finish()
             self.monitor = None

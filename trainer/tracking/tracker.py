@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
@@ -42,8 +41,8 @@ from trainer.tracking.store import (
     PARENT_RUN_TAG,
     ensure_experiment,
     metric_key,
+    open_client,
     quiet_transfers,
-    tracking_uri,
 )
 from trainer.tracking.system import SystemMetrics
 from trainer.tracking.writer import BackgroundWriter
@@ -69,7 +68,7 @@ class MlflowTracker(Callback):
     ) -> None:
         quiet_transfers()
         self.settings = settings
-        self.client = MlflowClient(tracking_uri(settings.uri))
+        self.client = open_client(settings.uri)
         self.experiment_id = ensure_experiment(self.client, experiment)
         self.run_id = run_id
         self.owns_run = run_id is None
