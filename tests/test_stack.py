@@ -209,16 +209,19 @@ def test_separate_processes_on_postgres_never_repeat_parameters(
     optuna.storages.RDBStorage(storage)  # both schemas made once, before the processes start
     MlflowClient(session_store).search_experiments()
     processes = [start(["run", str(path), "--storage", storage], session_store) for _ in range(2)]
+    logs = []
     try:
         for process in processes:
             _, stderr = process.communicate(timeout=300)
             assert process.returncode == 0, stderr
+            logs.append(stderr)
     finally:
         for process in processes:
             process.kill()
     trials = optuna.load_study(study_name="pg-separate", storage=storage).trials
     lrs = [t.params["train.lr"] for t in trials]
-    assert len(set(lrs)) == len(lrs) == 6  # before: both processes drew the same trials
+    seen = [(t.number, t.state.name, t.user_attrs) for t in trials], logs  # shown if it fails
+    assert len(set(lrs)) == len(lrs) == 6, seen  # before: both processes drew the same trials
     assert len({t.user_attrs["worker"] for t in trials}) == 2
 
 

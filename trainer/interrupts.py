@@ -82,8 +82,13 @@ def shield_methods(base: type[T], active: Callable[[Any], bool]) -> type[T]:
 
         return call
 
-    methods = inspect.getmembers(base, inspect.isfunction)
-    namespace: dict[str, Any] = {n: wrap(n, m) for n, m in methods if not n.startswith("_")}
+    methods = [
+        (name, method)
+        for name, method in inspect.getmembers(base, inspect.isfunction)
+        if not name.startswith("_")
+        and not isinstance(inspect.getattr_static(base, name), staticmethod)  # takes no self
+    ]
+    namespace: dict[str, Any] = {name: wrap(name, method) for name, method in methods}
     namespace["__doc__"] = f"{base.__name__} whose calls finish before a signal interrupts."
     return type(f"Shielded{base.__name__}", (base,), namespace)
 
