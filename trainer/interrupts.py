@@ -16,7 +16,7 @@ import inspect
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ T = TypeVar("T")
 @dataclass
 class _Shield:
     depth: int = 0  # nesting of shielded calls on the main thread (signal handlers run on it)
-    pending: list[int] = field(default_factory=list)  # signals kept meanwhile, not raised yet
+    pending: int | None = None  # the first signal that came meanwhile, not raised yet
 
 
 _shield = _Shield()
@@ -65,9 +65,8 @@ def shielded(active: bool = True) -> Iterator[None]:
         yield
     finally:
         _shield.depth -= 1
-        if _shield.depth == 0 and _shield.pending:
-            signum = _shield.pending[0]
-            _shield.pending.clear()
+        if _shield.depth == 0 and _shield.pending is not None:
+            signum, _shield.pending = _shield.pending, None
             raise interruption(signum)
 
 
@@ -98,6 +97,6 @@ def _on_signal(once: bool, signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if _shield.depth > 0:
-        _shield.pending.append(signum)
+        _shield.pending = _shield.pending or signum
         return
     raise interruption(signum)
