@@ -18,7 +18,7 @@ from trainer.callbacks import Callback, FoldInfo
 from trainer.cli import main
 from trainer.config import Config, flatten
 from trainer.fit import fit
-from trainer.metrics import EPOCH_METRICS
+from trainer.metrics import EPOCH_METRICS, TRAIN_NAMES
 from trainer.model.checkpoint import find_checkpoint
 from trainer.predict import Predictor
 from trainer.tracking import MlflowTracker
@@ -207,6 +207,46 @@ def test_interrupt_leaves_runs_killed(
         tracked_fit(config, [CtrlC()])
     parent, children = parent_and_children(store, config.experiment)
     assert parent.info.status == "KILLED" and children["fold-0"].info.status == "KILLED"
+    # the epoch the tracker was given before the interrupt is written, not held back
+    history = store.get_metric_history(children["fold-0"].info.run_id, TRAIN_NAMES["loss"])
+    assert [m.step for m in history] == [0]
+
+
+def epoch_writes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[set[int]]]:
+    """Records, per run, the epochs (steps) of each store write that carried epoch metrics."""
+    writes: dict[str, list[set[int]]] = {}
+    log_batch = MlflowClient.log_batch
+
+    def recorded(self: MlflowClient, run_id: str, metrics: Any = (), **rest: Any) -> Any:
+        steps = {m.step for m in metrics if m.key == TRAIN_NAMES["loss"]}
+        if steps:
+            writes.setdefault(run_id, []).append(steps)
+        return log_batch(self, run_id, metrics=metrics, **rest)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", recorded)
+    return writes
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(600.0, [{0, 1, 2}]), (0.0, [{0}, {1}, {2}])])
+def test_epoch_metrics_are_written_in_batches_of_at_most_metrics_seconds(
+    store: MlflowClient,
+    digits_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    seconds: float,
+    expected: list[set[int]],
+) -> None:
+    writes = epoch_writes(monkeypatch)
+    settings = {"metrics_seconds": seconds, "plots": False, "log_model": False}
+    config = small_config(digits_dir, tmp_path / "out", train={"epochs": 3}, tracking=settings)
+    tracked_fit(config)
+    _, children = parent_and_children(store, config.experiment)
+    assert set(children) == {"fold-0", "fold-1"}
+    for run in children.values():
+        assert writes[run.info.run_id] == expected  # short epochs: one write with the results
+        for key in EPOCH_METRICS:
+            history = store.get_metric_history(run.info.run_id, key)
+            assert sorted(m.step for m in history) == [0, 1, 2], key
 
 
 def test_tracking_switch_off_logs_nothing(

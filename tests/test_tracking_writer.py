@@ -152,3 +152,13 @@ def test_sigterm_at_a_random_moment_loses_nothing_the_tracker_accepted(
             assert any("predictions" in path for path in files), (delay, files)
     ended = {event["fold"] for event in accepted if event["event"] == "fold"}
     assert {run.info.status for name, run in runs.items() if name not in ended} <= {"KILLED"}
+
+
+def test_metric_batches_stay_within_mlflows_limit_per_call() -> None:
+    from trainer.tracking.batching import MAX_METRICS, chunks, metrics_at
+
+    many = metrics_at({f"m{i}": float(i) for i in range(2 * MAX_METRICS + 7)}, step=0)
+    pieces = chunks(many)
+    assert [len(p) for p in pieces] == [MAX_METRICS, MAX_METRICS, 7]
+    assert [m for p in pieces for m in p] == many
+    assert chunks([]) == [[]]  # a call with only params or tags still happens once

@@ -111,6 +111,8 @@ class TrackingConfig(_Section):
     log_checkpoints: Literal["best", "all", "none"] = "best"  # per fold: best epoch, every epoch
     log_model: bool = True  # log the refit (else best fold's) model as an MLflow pyfunc model
     serve_paths: bool = False  # the logged model reads file paths in requests (else base64 only)
+    metrics_seconds: float = Field(10.0, ge=0.0)  # write a fold's epoch metrics at most this
+    # often (0: after every epoch); the rest go in one write with the fold's results
     plots: bool = True  # learning curves, confusion matrices, galleries (offline HTML + PNG)
     system_metrics: bool = True  # CPU, memory, GPU curves of each training run (MLflow's tab)
     system_metrics_seconds: float = Field(10.0, ge=0.1)  # sampling interval of those curves

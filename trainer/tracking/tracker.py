@@ -14,12 +14,14 @@ thread-local "active run" (which does not cross processes).
 Runs are created on the training thread; parameters, metrics, artifacts, figures and the end
 of each fold's run are written by a ``BackgroundWriter`` while training goes on, and all of it
 before the fit ends (a failed write fails the fit; an interrupted fit waits for them).
+
+A fold's epoch metrics are written in batches (``trainer.tracking.batching``): the last ones
+with the fold's results, or before its run ends if the fit fails or is interrupted.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from trainer.data.images import read_rgb
 from trainer.fold_results import fit_scalars, model_checkpoint_dir
 from trainer.galleries import FOLDER as GALLERIES
 from trainer.galleries import write_galleries
+from trainer.tracking.batching import EpochBatch, chunks, metrics_at
 from trainer.tracking.lineage import log_lineage
 from trainer.tracking.served import log_classifier
 from trainer.tracking.store import (
@@ -76,6 +79,7 @@ class MlflowTracker(Callback):
         self.reference_tags = reference_tags
         self.extra_tags = extra_tags or {}  # e.g. mlflow.parentRunId to nest the fit's run
         self.child_id: str | None = None
+        self.epochs = EpochBatch(settings.metrics_seconds)  # the fold's unwritten epoch metrics
         self.unended: set[str] = set()  # fold runs whose queued end has not been written yet
         self.writer = BackgroundWriter(self.client.tracking_uri)
         self.system_metrics = SystemMetrics(settings, self.client.tracking_uri)
@@ -112,14 +116,15 @@ class MlflowTracker(Callback):
         run = self.client.create_run(self.experiment_id, run_name=fold.name, tags=tags)
         self.child_id = run.info.run_id
         self.history[fold.name] = []
+        self.epochs.restart()
         self.system_metrics.start(self.child_id)
 
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
         self.history[fold.name].append(dict(metrics))
-        batch, child = _metrics(metrics, step=epoch), self.active_child
-        self.writer.submit(
-            f"{fold.name}'s epoch {epoch} metrics", lambda: self._log(child, metrics=batch)
-        )
+        if batch := self.epochs.add(metrics, epoch):
+            child = self.active_child
+            what = f"{fold.name}'s metrics up to epoch {epoch}"
+            self.writer.submit(what, lambda: self._log(child, metrics=batch))
 
     def on_checkpoint(self, fold: FoldInfo, epoch: int, directory: Path) -> None:
         if self.settings.log_checkpoints == "all":
@@ -128,7 +133,7 @@ class MlflowTracker(Callback):
             )
 
     def on_fold_end(self, fold: FoldInfo, summary: dict[str, Any]) -> None:
-        child = self.active_child
+        child, epochs = self.active_child, self.epochs.take()
         self.system_metrics.stop()  # flushes its samples before the run can end
         self.child_id = None
         self.unended.add(child)
@@ -136,7 +141,7 @@ class MlflowTracker(Callback):
             self.cv_folds.append(dict(summary))
         self.writer.submit(
             f"{fold.name}'s results and artifacts",
-            lambda: self._finish_fold(child, fold, dict(summary)),
+            lambda: self._finish_fold(child, fold, dict(summary), epochs),
         )
 
     def on_fit_end(self, summary: dict[str, Any]) -> None:
@@ -150,7 +155,7 @@ class MlflowTracker(Callback):
         if self.settings.log_model:  # meanwhile, on this thread
             model = self._log_model(model_checkpoint_dir(summary), info)
         # linked to the model here; logged before it, MLflow would read each one back to link it
-        scalars = _metrics(fit_scalars(summary), step=0, model_id=model)
+        scalars = metrics_at(fit_scalars(summary), step=0, model_id=model)
         self.writer.submit("the fit's metrics", lambda: self._log(parent, metrics=scalars))
         self.writer.flush()
         self.writer.close()
@@ -159,6 +164,10 @@ class MlflowTracker(Callback):
 
     def on_fit_error(self, error: BaseException) -> None:
         self.system_metrics.stop()
+        if self.child_id is not None and (batch := self.epochs.take()):
+            child = self.child_id
+            what = "the interrupted fold's last epoch metrics"
+            self.writer.submit(what, lambda: self._log(child, metrics=batch))
         try:
             self.writer.drain()  # what was queued before the error is written, not lost
         except BaseException as again:  # a second signal while waiting: still end the runs
@@ -222,21 +231,27 @@ class MlflowTracker(Callback):
         tags: dict[str, str] | None = None,
     ) -> None:
         run_tags_ = [RunTag(k, v) for k, v in (tags or {}).items()]
-        self.client.log_batch(run_id, metrics=metrics, params=params, tags=run_tags_)
+        first, *rest = chunks(metrics)
+        self.client.log_batch(run_id, metrics=first, params=params, tags=run_tags_)
+        for more in rest:
+            self.client.log_batch(run_id, metrics=more)
 
     def _log_params(self, run_id: str, params: list[Param]) -> None:
         for start in range(0, len(params), 100):  # MLflow's limit per batch
             self._log(run_id, params=params[start : start + 100])
 
-    def _finish_fold(self, child: str, fold: FoldInfo, summary: dict[str, Any]) -> None:
-        """A fold's scalars, checkpoint, predictions and confusion matrix; then its run ends."""
+    def _finish_fold(
+        self, child: str, fold: FoldInfo, summary: dict[str, Any], epochs: list[Metric]
+    ) -> None:
+        """A fold's unwritten epoch metrics, scalars, checkpoint, predictions and confusion
+        matrix; then its run ends."""
         scalars = {
             k: float(v)
             for k, v in summary.items()
             if k.startswith(("best/", "test/")) and isinstance(v, int | float)
         }
         scalars["epochs_trained"] = float(summary["epochs_trained"])
-        self._log(child, metrics=_metrics(scalars, step=0))
+        self._log(child, metrics=[*epochs, *metrics_at(scalars, step=0)])
         if self.settings.log_checkpoints != "none":
             checkpoint = Path(summary["checkpoint"])
             for path in (checkpoint, checkpoint.with_suffix(".json")):
@@ -279,8 +294,3 @@ class MlflowTracker(Callback):
         # MLflow 3 keeps logged models outside the run's artifacts: record where this one is.
         self.client.set_tag(self.parent_id, MODEL_URI_TAG, model_uri)
         return model_uri.removeprefix("models:/")
-
-
-def _metrics(values: dict[str, float], step: int, model_id: str | None = None) -> list[Metric]:
-    now = int(time.time() * 1000)
-    return [Metric(metric_key(k), float(v), now, step, model_id) for k, v in values.items()]
