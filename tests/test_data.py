@@ -48,6 +48,18 @@ def test_csv_paths_relative_to_csv(tmp_path: Path) -> None:
     samples = find_samples(tmp_path / "labels.csv")
     assert samples.class_names == ("cat", "dog")
     assert samples.paths[0] == (tmp_path / "img" / "1.png").resolve()
+    assert samples.relative_paths == ("img/1.png", "img/2.png")
+
+
+def test_relative_paths_match_path_relative_to_with_any_root_spelling(tmp_path: Path) -> None:
+    from trainer.data.dataset import Samples
+
+    paths = (tmp_path / "a" / "x.png", tmp_path / "b" / "deep" / "y y.png")
+    for root in (tmp_path, Path(f"{tmp_path}/"), Path("/")):
+        samples = Samples(root, paths, np.array([0, 1]), ("a", "b"))
+        expected = tuple(p.relative_to(root).as_posix() for p in paths)
+        assert samples.relative_paths == expected
+        assert [samples.relative(i) for i in range(2)] == list(expected)
 
 
 @pytest.mark.parametrize(

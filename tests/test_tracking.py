@@ -99,6 +99,12 @@ def test_run_tree_metrics_params_and_artifacts(tracked: tuple[MlflowClient, Conf
     assert {"galleries/label_issues.png", "galleries/misclassified.png"} <= galleries
     [dataset] = parent.inputs.dataset_inputs
     assert dataset.dataset.digest == tags["data.digest"][:36]
+    [split_file] = Path(client.download_artifacts(parent.info.run_id, "splits")).iterdir()
+    split = pd.read_csv(split_file, dtype=str)
+    assert json.loads(dataset.dataset.profile)["num_rows"] == len(split)
+    # the schema is given, not inferred: the same as MLflow's own inference of such a table
+    inferred = mlflow.data.from_pandas(split[["path", "label"]].assign(split="x"), digest="x")
+    assert dataset.dataset.schema == inferred._to_mlflow_entity().schema
 
 
 def test_fold_checkpoint_artifact_reproduces_logged_accuracy(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,21 @@ class Samples:
 
     def relative(self, index: int) -> str:
         """The image's path relative to the dataset root (POSIX form)."""
-        return self.paths[index].relative_to(self.root).as_posix()
+        return self.relative_paths[index]
+
+    @cached_property
+    def relative_paths(self) -> tuple[str, ...]:
+        """Every image's path relative to the dataset root (POSIX form), in order.
+
+        Computed once: splits, predictions and the tracked dataset each list every image, and
+        ``Path.relative_to`` per image cost ~0.04 s per 2,000 images each time."""
+        prefix = self.root.as_posix().rstrip("/") + "/"
+        return tuple(
+            text[len(prefix) :]
+            if (text := path.as_posix()).startswith(prefix)
+            else path.relative_to(self.root).as_posix()
+            for path in self.paths
+        )
 
     def class_counts(self) -> dict[str, int]:
         """Number of images per class name."""

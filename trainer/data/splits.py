@@ -148,9 +148,8 @@ def _write(samples: Samples, fold_of: np.ndarray, path: Path) -> None:
 def _read(samples: Samples, path: Path) -> Splits:
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         rows = list(csv.DictReader(handle))
-    expected = [
-        (samples.relative(i), samples.class_names[samples.labels[i]]) for i in range(len(samples))
-    ]
+    labels = [samples.class_names[k] for k in samples.labels.tolist()]
+    expected = list(zip(samples.relative_paths, labels, strict=True))
     if [(row["path"], row["label"]) for row in rows] != expected:
         raise UserError(
             f"split file {path} does not match the images in {samples.root}; "

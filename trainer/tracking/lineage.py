@@ -18,12 +18,14 @@ def log_lineage(client: MlflowClient, run_id: str, info: FitInfo) -> None:
     split_names = {int(i): "test" for i in splits.test}
     frame = pd.DataFrame(
         {
-            "path": [printable(samples.relative(i)) for i in range(len(samples))],
+            "path": [printable(path) for path in samples.relative_paths],
             "label": [samples.class_names[k] for k in samples.labels],
             "split": [split_names.get(i, "trainval") for i in range(len(samples))],
         }
     )
-    log_dataset(client, run_id, frame, info.data_digest, samples.root, "training")
+    log_dataset(
+        client, run_id, frame, info.data_digest, samples.root, "training", text_columns=True
+    )
     client.log_artifact(run_id, str(splits.path), "splits")
     client.log_artifact(run_id, str(info.run_dir / "config.yaml"))
     if info.skipped:
