@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import confusion_matrix
 
 from trainer.callbacks import FoldInfo
+from trainer.explore.gallery import FAST_PNG
 from trainer.fold_results import read_predictions
 
 History = dict[str, list[dict[str, float]]]  # fold name -> metrics of each epoch
@@ -99,5 +100,5 @@ def fold_confusion_matrix(
 
 def _png(fig: Figure, stem: Path) -> Path:
     path = stem.with_suffix(".png")
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, pil_kwargs={"compress_level": FAST_PNG})
     return path

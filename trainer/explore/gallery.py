@@ -142,6 +142,10 @@ def _paste(canvas: np.ndarray, image: np.ndarray | None, x: int, y: int) -> None
     canvas[y + dy : y + dy + image.shape[0], x + dx : x + dx + image.shape[1]] = image
 
 
+FAST_PNG = 1  # zlib level: half the encoding CPU of the default 6 for a ~20 % larger file; fits
+# draw their galleries while training, which that CPU is taken from
+
+
 def _render(canvas: np.ndarray, texts: list[tuple[int, int, str, float]], path: Path) -> Path:
     """Draw the texts (sizes in points at ``DPI``) on the canvas and write it as PNG."""
     image = Image.fromarray(canvas)
@@ -149,7 +153,7 @@ def _render(canvas: np.ndarray, texts: list[tuple[int, int, str, float]], path: 
     for x, y, text, size in texts:
         draw.text((x, y), text, fill=(0, 0, 0), font=_font(round(size * DPI / 72)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, "PNG")
+    image.save(path, "PNG", compress_level=FAST_PNG)
     return path
 
 
