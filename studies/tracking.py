@@ -22,7 +22,12 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial, TrialState
 
 from studies.workers import INTERRUPTED, WORKER_ATTR, failure_reason
-from trainer.tracking import PARENT_RUN_TAG, ensure_experiment, metric_key, open_client
+from trainer.tracking import (
+    PARENT_RUN_TAG,
+    ensure_experiment,
+    metrics_at,
+    open_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +108,9 @@ class StudyTracker:
         self, run_id: str, state: str, metrics: dict[str, float], tags: dict[str, str]
     ) -> None:
         """Record the trial's outcome and end its run (PRUNED and interrupted runs: KILLED)."""
-        now = int(time.time() * 1000)
         self.client.log_batch(
             run_id,
-            metrics=[Metric(metric_key(k), float(v), now, 0) for k, v in metrics.items()],
+            metrics=metrics_at(metrics, step=0),
             tags=[
                 RunTag("optuna.state", state if state != "KILLED" else "FAIL"),
                 *(RunTag(k, v) for k, v in tags.items()),

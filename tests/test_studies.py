@@ -133,6 +133,8 @@ def test_killed_worker_then_same_command_completes_the_study(
     path, journal = study_file(tmp_path, digits_dir, **base_changes), tmp_path / "journal.log"
     raw = yaml.safe_load(path.read_text())
     raw["base"]["train"]["epochs"] = 40  # long enough to be killed mid-trial on a fast machine
+    # every epoch's metrics written as it ends: they are this test's sign that a trial trains
+    raw["base"].setdefault("tracking", {})["metrics_seconds"] = 0
     raw["pruner"] = {"type": "none"}
     path.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "studies", "run", str(path), "--storage", str(journal)]
@@ -237,6 +239,7 @@ def test_sigterm_ends_the_trial_failed_and_its_runs_killed(
     )
     raw = yaml.safe_load(path.read_text())
     raw["base"]["train"]["epochs"] = 50
+    raw["base"].setdefault("tracking", {})["metrics_seconds"] = 0  # the sign that it trains
     path.write_text(yaml.safe_dump(raw))
     process = subprocess.Popen(
         [sys.executable, "-m", "studies", "run", str(path), "--storage", str(journal)],

@@ -158,7 +158,7 @@ def test_metric_batches_stay_within_mlflows_limit_per_call() -> None:
     from trainer.tracking.batching import MAX_METRICS, chunks, metrics_at
 
     many = metrics_at({f"m{i}": float(i) for i in range(2 * MAX_METRICS + 7)}, step=0)
-    pieces = chunks(many)
+    pieces = chunks(many, MAX_METRICS)
     assert [len(p) for p in pieces] == [MAX_METRICS, MAX_METRICS, 7]
     assert [m for p in pieces for m in p] == many
-    assert chunks([]) == [[]]  # a call with only params or tags still happens once
+    assert chunks([], MAX_METRICS) == [[]]  # a call with only params or tags still happens once

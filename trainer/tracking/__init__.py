@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from trainer.tracking.batching import metrics_at
     from trainer.tracking.loading import load_logged_model
     from trainer.tracking.runs import config_from_run
     from trainer.tracking.served import ImageClassifier, model_signature
@@ -40,6 +41,7 @@ _HOMES = {
     "ensure_experiment": "store",
     "load_logged_model": "loading",
     "metric_key": "store",
+    "metrics_at": "batching",
     "model_signature": "served",
     "open_client": "store",
     "tracking_uri": "store",
@@ -55,6 +57,7 @@ __all__ = [  # the keys of _HOMES (a test keeps them equal)
     "ensure_experiment",
     "load_logged_model",
     "metric_key",
+    "metrics_at",
     "model_signature",
     "open_client",
     "tracking_uri",

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TypeVar
 
 from mlflow.entities import Metric
 
 from trainer.tracking.store import metric_key
 
-MAX_METRICS = 1000  # MLflow's limit per log_batch call
+T = TypeVar("T")
+
+MAX_METRICS = 1000  # MLflow's limits per log_batch call
+MAX_PARAMS = 100
 
 
 def metrics_at(values: dict[str, float], step: int, model_id: str | None = None) -> list[Metric]:
@@ -20,11 +24,9 @@ def metrics_at(values: dict[str, float], step: int, model_id: str | None = None)
     return [Metric(metric_key(k), float(v), now, step, model_id) for k, v in values.items()]
 
 
-def chunks(metrics: Sequence[Metric]) -> list[Sequence[Metric]]:
-    """``metrics`` in pieces MLflow takes in one call (at least one piece, maybe empty)."""
-    return [
-        metrics[start : start + MAX_METRICS] for start in range(0, len(metrics) or 1, MAX_METRICS)
-    ]
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """``items`` in pieces of at most ``size`` for one call each (at least one, maybe empty)."""
+    return [items[start : start + size] for start in range(0, len(items) or 1, size)]
 
 
 class EpochBatch:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,11 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus
+from mlflow.entities import DatasetInput, InputTag, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.types import ColSpec, Schema
 
+from trainer.tracking.batching import metrics_at
 from trainer.tracking.store import (
     ensure_experiment,
     metric_key,
@@ -48,11 +48,10 @@ def log_exploration(
     client = open_client(uri)
     run = client.create_run(ensure_experiment(client, experiment), run_name=run_name, tags=tags)
     run_id = run.info.run_id
-    now = int(time.time() * 1000)
     try:
         client.log_batch(
             run_id,
-            metrics=[Metric(metric_key(k), float(v), now, 0) for k, v in metrics.items()],
+            metrics=metrics_at(metrics, step=0),
             params=[Param(metric_key(k), str(v)) for k, v in params.items()],
         )
         log_dataset(client, run_id, dataset, digest, source)

@@ -36,7 +36,7 @@ from trainer.data.images import read_rgb
 from trainer.fold_results import fit_scalars, model_checkpoint_dir
 from trainer.galleries import FOLDER as GALLERIES
 from trainer.galleries import write_galleries
-from trainer.tracking.batching import EpochBatch, chunks, metrics_at
+from trainer.tracking.batching import MAX_METRICS, MAX_PARAMS, EpochBatch, chunks, metrics_at
 from trainer.tracking.lineage import log_lineage
 from trainer.tracking.served import log_classifier
 from trainer.tracking.store import (
@@ -122,9 +122,7 @@ class MlflowTracker(Callback):
     def on_epoch_end(self, fold: FoldInfo, epoch: int, metrics: dict[str, float]) -> None:
         self.history[fold.name].append(dict(metrics))
         if batch := self.epochs.add(metrics, epoch):
-            child = self.active_child
-            what = f"{fold.name}'s metrics up to epoch {epoch}"
-            self.writer.submit(what, lambda: self._log(child, metrics=batch))
+            self._write_epochs(self.active_child, batch, f"{fold.name}'s epochs up to {epoch}")
 
     def on_checkpoint(self, fold: FoldInfo, epoch: int, directory: Path) -> None:
         if self.settings.log_checkpoints == "all":
@@ -165,9 +163,7 @@ class MlflowTracker(Callback):
     def on_fit_error(self, error: BaseException) -> None:
         self.system_metrics.stop()
         if self.child_id is not None and (batch := self.epochs.take()):
-            child = self.child_id
-            what = "the interrupted fold's last epoch metrics"
-            self.writer.submit(what, lambda: self._log(child, metrics=batch))
+            self._write_epochs(self.child_id, batch, "the unfinished fold's last epochs")
         try:
             self.writer.drain()  # what was queued before the error is written, not lost
         except BaseException as again:  # a second signal while waiting: still end the runs
@@ -231,14 +227,17 @@ class MlflowTracker(Callback):
         tags: dict[str, str] | None = None,
     ) -> None:
         run_tags_ = [RunTag(k, v) for k, v in (tags or {}).items()]
-        first, *rest = chunks(metrics)
+        first, *rest = chunks(metrics, MAX_METRICS)
         self.client.log_batch(run_id, metrics=first, params=params, tags=run_tags_)
         for more in rest:
             self.client.log_batch(run_id, metrics=more)
 
     def _log_params(self, run_id: str, params: list[Param]) -> None:
-        for start in range(0, len(params), 100):  # MLflow's limit per batch
-            self._log(run_id, params=params[start : start + 100])
+        for piece in chunks(params, MAX_PARAMS):
+            self._log(run_id, params=piece)
+
+    def _write_epochs(self, run_id: str, batch: list[Metric], description: str) -> None:
+        self.writer.submit(description, lambda: self._log(run_id, metrics=batch))
 
     def _finish_fold(
         self, child: str, fold: FoldInfo, summary: dict[str, Any], epochs: list[Metric]
