@@ -91,10 +91,26 @@ def _tracking_case(case: dict[str, Any]) -> list[str]:
         f"| inside the tracker (per tracked fit) | {hooks['median']:.2f} | {hooks['min']:.2f} | {hooks['max']:.2f} |",
         "",
         f"- Wall-time overhead, on ÷ off − 1: {case['overhead']:+.1%} (target <= {case['target_overhead']:.0%}).",
+        *_paired(case),
         f"- Time in the tracker ÷ the rest of the same fit: {case['hook_overhead']:+.1%} "
         f"(spread {low:+.1%} to {high:+.1%}).",
         f"- Where it goes (medians per fit): {per_hook}.",
         *background,
+    ]
+
+
+def _paired(case: dict[str, Any]) -> list[str]:
+    """The overhead of each back-to-back pair of fits, where the bench recorded them."""
+    paired = case.get("paired_overhead")
+    if paired is None:
+        return []
+    fits = case["fits"]
+    pairs = ", ".join(
+        f"{on:.1f}/{off:.1f} s" for on, off in zip(fits["on"], fits["off"], strict=True)
+    )
+    return [
+        f"- Per back-to-back pair (on/off: {pairs}): median {paired['median']:+.1%}, spread "
+        f"{paired['min']:+.1%} to {paired['max']:+.1%}; pairing cancels the machine's slow drifts."
     ]
 
 

@@ -11,8 +11,10 @@ imports, the decoded-image cache and the store's creation are paid before timing
 
 Two figures per case:
 
-- wall time: median tracked / median untracked - 1. On a shared 2-core machine the spread of
-  single fits can be larger than the effect, so it is reported with its spread;
+- wall time: median tracked / median untracked - 1, and the median over repeats of each
+  back-to-back pair's tracked / untracked - 1 (which cancels the machine's slow drifts). On a
+  shared 2-core machine the spread of single fits can be larger than the effect, so both are
+  reported with their spreads;
 - time inside the tracker: seconds the training thread spent in the MLflow callback's hooks
   (uploads and figures run on the tracker's background writer; ``on_fit_end`` includes waiting
   for it to finish) / the rest of the same tracked fit. Both are measured in one run, so
@@ -177,7 +179,7 @@ def measure(case: str, repeats: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
-    parser.add_argument("--repeats", type=int, default=4, help="tracked fits per case (demo)")
+    parser.add_argument("--repeats", type=int, default=6, help="tracked fits per case (demo)")
     parser.add_argument("--realistic-repeats", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -209,6 +211,8 @@ def summarise(seconds: dict[str, list[float]], hooks: list[dict[str, float]]) ->
         return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
     stats = {k: spread(v) for k, v in seconds.items()}
+    # the r-th tracked and untracked fits ran back to back: their ratio cancels slow drifts
+    paired = [on / off - 1 for on, off in zip(seconds["on"], seconds["off"], strict=True)]
     in_hooks = [sum(v for k, v in h.items() if k != WRITER) for h in hooks]
     shares = [
         inside / (total - inside) for inside, total in zip(in_hooks, seconds["on"], strict=True)
@@ -218,6 +222,8 @@ def summarise(seconds: dict[str, list[float]], hooks: list[dict[str, float]]) ->
     return {
         **stats,
         "overhead": stats["on"]["median"] / stats["off"]["median"] - 1,
+        "paired_overhead": spread(paired),
+        "fits": seconds,  # wall seconds in the order they ran, per kind
         "hooks": spread(in_hooks),
         "hook_seconds": per_hook,
         "hook_overhead": statistics.median(shares),
