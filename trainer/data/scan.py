@@ -154,7 +154,7 @@ def apply_policy(samples: Samples, bad: list[BadImage], policy: str) -> Samples:
         SKIPPED_FILE,
     )
     dropped = {item.path for item in bad}
-    keep = [i for i in range(len(samples)) if samples.relative(i) not in dropped]
+    keep = [i for i, path in enumerate(samples.relative_paths) if path not in dropped]
     return replace(
         samples,
         paths=tuple(samples.paths[i] for i in keep),

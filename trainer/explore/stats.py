@@ -19,7 +19,7 @@ def image_table(samples: Samples, probes: list[Probe]) -> pd.DataFrame:
     """One row per image of ``samples``, in order: path, label, and what the probe saw."""
     table = pd.DataFrame([asdict(probe) for probe in probes])
     table = table.rename(columns={"file_format": "format"})
-    table.insert(0, "path", [printable(samples.relative(i)) for i in range(len(samples))])
+    table.insert(0, "path", [printable(path) for path in samples.relative_paths])
     names = [printable(name) for name in samples.class_names]
     table.insert(1, "label", [names[k] for k in samples.labels])
     return table
