@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -135,3 +136,52 @@ def test_fit_against_a_tracking_server_builds_the_same_tree(
         "checkpoint/model.json",
     }
     assert any((tmp_path / "server-artifacts").rglob("model.safetensors"))  # stored by the server
+
+
+ROUNDS = 3  # each a new experiment whose dataset both processes log at the same moment
+
+
+def _log_the_same_dataset(uri: str, experiments: list[str], barrier: Any, errors: Any) -> None:
+    """One process: in each experiment, a run that logs the shared dataset at the barrier."""
+    import pandas as pd
+
+    from trainer.tracking.explore import log_dataset
+
+    client = MlflowClient(uri)
+    frame = pd.DataFrame({"path": ["a/1.png", "b/2.png"], "label": ["a", "b"]})
+    for experiment_id in experiments:
+        run_id = client.create_run(experiment_id).info.run_id
+        barrier.wait(timeout=60)
+        try:
+            log_dataset(client, run_id, frame, "d" * 36, Path("/data/digits"), "training", True)
+        except Exception as error:
+            errors.put(f"{type(error).__name__}: {error}"[:300])
+        client.set_terminated(run_id)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_processes_logging_the_same_new_dataset_at_once_all_link_it(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    uri = (
+        request.getfixturevalue("mlflow_server")
+        if store == "server"
+        else f"sqlite:///{tmp_path / 'mlflow.db'}"
+    )
+    client = MlflowClient(uri)
+    experiments = [client.create_experiment(f"same-data-{i}") for i in range(ROUNDS)]
+    spawn = multiprocessing.get_context("spawn")
+    barrier, errors = spawn.Barrier(2), spawn.Queue()
+    args = (uri, experiments, barrier, errors)
+    processes = [spawn.Process(target=_log_the_same_dataset, args=args) for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    failures = [errors.get() for _ in range(errors.qsize())]
+    assert not failures  # before: one of them broke the datasets table's unique key
+    assert [p.exitcode for p in processes] == [0, 0]
+    for experiment_id in experiments:
+        runs = client.search_runs([experiment_id])
+        assert [len(r.inputs.dataset_inputs) for r in runs] == [1, 1]
+        assert len({r.inputs.dataset_inputs[0].dataset.digest for r in runs}) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from trainer.tracking.store import (
 log = logging.getLogger(__name__)
 
 CONTEXT = "explore"  # the dataset input's context (fits log theirs as "training")
+# how SQLite, PostgreSQL and MySQL word an insert that breaks a unique key, on any store
+UNIQUE_KEY_BROKEN = re.compile(r"unique|duplicate", re.IGNORECASE)
 
 
 def log_exploration(
@@ -86,7 +89,17 @@ def log_dataset(
             dataset.__dict__["schema"] = Schema([ColSpec("string", str(c)) for c in frame])
         entity = dataset._to_mlflow_entity()
     tag = InputTag("mlflow.data.context", context)
-    client.log_inputs(run_id, [DatasetInput(entity, [tag])])
+    inputs = [DatasetInput(entity, [tag])]
+    try:
+        client.log_inputs(run_id, inputs)
+    except MlflowException as error:
+        if not UNIQUE_KEY_BROKEN.search(error.message):
+            raise
+        # MLflow looks the dataset up, then inserts it: a second process logging the same new
+        # dataset in between makes this insert break the table's unique key. The dataset exists
+        # now, and logging an input again only links it (a real fault fails again, and raises).
+        log.debug("logging dataset %s again after: %s", source.name, error)
+        client.log_inputs(run_id, inputs)
 
 
 def _end_failed(client: MlflowClient, run_id: str, error: BaseException) -> None:
