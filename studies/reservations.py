@@ -12,13 +12,11 @@ objective, heartbeats, and ``study.tell`` with the outcome.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -51,7 +49,7 @@ def reserve_trial(study: optuna.Study, handle: StorageHandle, n_trials: int) -> 
     holds (enqueued by hand, a retry of a dead worker's trial, an orphaned reservation).
     """
     me = worker_id()
-    with _trial_lock(handle.local_lock):
+    with handle.exclusive():
         trials = study.get_trials(deepcopy=False)
         failures = sum(counts_as_failure(t) for t in trials)
         if failures >= n_trials:
@@ -88,16 +86,6 @@ def _adoptable(trial: FrozenTrial) -> bool:
 
 def _counted(trial: FrozenTrial) -> bool:
     return trial.state != TrialState.FAIL
-
-
-@contextmanager
-def _trial_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def claim(handle: StorageHandle, trial_id: int) -> FrozenTrial | None:

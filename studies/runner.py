@@ -57,7 +57,7 @@ def prepare_resume(
     study: optuna.Study, handle: StorageHandle, search_space: dict[str, Any]
 ) -> StudyTracker:
     """Fail trials of dead workers and end their runs; returns the study's tracker."""
-    tracker = StudyTracker(study, handle.url, search_space)
+    tracker = StudyTracker(study, handle, search_space)
     tidy(study, handle, tracker)
     return tracker
 
@@ -73,7 +73,7 @@ def tidy(study: optuna.Study, handle: StorageHandle, tracker: StudyTracker) -> N
 def run_worker(settings: RunSettings) -> None:
     """Run trials until the study holds ``n_trials`` (or the timeout passes)."""
     study, handle = open_study(settings)
-    tracker = StudyTracker(study, handle.url)
+    tracker = StudyTracker(study, handle)
     objective = Objective(settings.study, settings.base, tracker)
     deadline = time.monotonic() + settings.timeout if settings.timeout else None
     while deadline is None or time.monotonic() < deadline:

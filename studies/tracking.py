@@ -21,6 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial, TrialState
 
+from studies.storage import StorageHandle
 from studies.workers import INTERRUPTED, WORKER_ATTR, failure_reason
 from trainer.tracking import (
     PARENT_RUN_TAG,
@@ -48,13 +49,17 @@ class StudyTracker:
     """Creates and ends the MLflow runs of one study's trials."""
 
     def __init__(
-        self, study: optuna.Study, storage_url: str, search_space: dict[str, Any] | None = None
+        self,
+        study: optuna.Study,
+        handle: StorageHandle,
+        search_space: dict[str, Any] | None = None,
     ) -> None:
         self.study = study
-        self.storage_url = storage_url
+        self.storage_url = handle.url
         self.client = open_client()
         self.experiment_id = ensure_experiment(self.client, study.study_name)
-        self.study_run_id = self._study_run()
+        with handle.exclusive():  # workers starting together find one study run, not each theirs
+            self.study_run_id = self._study_run()
         if search_space is not None:  # the report reads the searched keys and their ranges here
             self.client.set_tag(self.study_run_id, "optuna.search_space", json.dumps(search_space))
 

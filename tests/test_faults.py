@@ -256,7 +256,7 @@ def test_doctor_reports_then_fixes_disagreements(
     handle.storage.set_trial_user_attr(
         orphan_trial._trial_id, WORKER_ATTR, f"{os.uname().nodename}:999999999:0.0"
     )
-    tracker = StudyTracker(study, str(journal))
+    tracker = StudyTracker(study, handle)
     dead_run = tracker.start_trial(optuna.Trial(study, orphan_trial._trial_id))
     # A run naming a trial the study does not have, and a link to a run that is gone.
     stray = client.create_run(tracker.experiment_id, tags={"optuna.trial": "99"}).info.run_id

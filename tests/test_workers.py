@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ import studies.workers
 from studies.cli import main as studies_main
 from studies.storage import open_storage
 from studies.workers import FAIL_REASON_ATTR, INTERRUPTED, WORKER_LOST
+from trainer.tracking import PARENT_RUN_TAG
 
 from .test_studies import study_file, trials
 
@@ -131,6 +133,18 @@ def test_separate_processes_on_one_journal_never_repeat_parameters(
     assert len(set(lrs)) == len(lrs)  # before: each process drew the same startup trials
     assert len(finished(done)) == 9 and len(done) == 9
     assert len({t.user_attrs["worker"] for t in done}) >= 2  # the processes shared the work
+    assert_one_study_run(MlflowClient(session_store), "separate")
+
+
+def assert_one_study_run(client: MlflowClient, name: str) -> None:
+    """The study has one study run, under which every trial's run is nested."""
+    experiment = client.get_experiment_by_name(name)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    studies = [r.info.run_id for r in runs if r.data.tags.get("kind") == "study"]
+    assert len(studies) == 1, studies  # before: processes starting together each made one
+    trial_runs = [r for r in runs if "optuna.trial" in r.data.tags]
+    assert {r.data.tags[PARENT_RUN_TAG] for r in trial_runs} <= set(studies)
 
 
 def test_kill_right_after_a_trial_turns_running_is_found_and_replaced(
@@ -230,3 +244,39 @@ def test_signals_never_use_up_the_failure_limit(
     reasons = [t.user_attrs.get(FAIL_REASON_ATTR) for t in done if t.state == TrialState.FAIL]
     assert sorted(reasons) == [INTERRUPTED, INTERRUPTED, WORKER_LOST]
     assert running_runs(client, "killed-often") == []
+
+
+def _open_study_tracker(journal: str, store: str, barrier: Any, run_ids: Any) -> None:
+    """One process: open the study and its tracker at the barrier, as a worker starts, on a
+    store that takes half a second to create a run (a server across a network)."""
+    os.environ["MLFLOW_TRACKING_URI"] = store
+    from studies.tracking import StudyTracker
+
+    create_run = MlflowClient.create_run
+
+    def slow_create_run(self: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)
+        return create_run(self, *args, **kwargs)
+
+    MlflowClient.create_run = slow_create_run  # type: ignore[method-assign]
+    handle = open_storage(journal)
+    study = optuna.load_study(study_name="together", storage=handle.storage)
+    barrier.wait(timeout=60)
+    run_ids.put(StudyTracker(study, handle).study_run_id)
+
+
+def test_workers_starting_together_share_one_study_run(tmp_path: Path, session_store: str) -> None:
+    journal = str(tmp_path / "journal.log")
+    optuna.create_study(study_name="together", storage=open_storage(journal).storage)
+    MlflowClient(session_store).search_experiments()  # the store exists before they start
+    spawn = multiprocessing.get_context("spawn")
+    barrier, run_ids = spawn.Barrier(3), spawn.Queue()
+    args = (journal, session_store, barrier, run_ids)
+    processes = [spawn.Process(target=_open_study_tracker, args=args) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    assert len({run_ids.get(timeout=5) for _ in processes}) == 1
+    assert_one_study_run(MlflowClient(session_store), "together")
