@@ -3,7 +3,8 @@ study file with a helper that runs it with chosen first trials."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import multiprocessing
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,21 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
     (tmp_path / "mlruns").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return MlflowClient(uri)
+
+
+def in_processes_at_once(
+    target: Callable[..., None], args: tuple[Any, ...], count: int, timeout: float = 300
+) -> tuple[list[int | None], list[Any]]:
+    """Run ``target(*args, barrier, results)`` in ``count`` new processes, which wait at
+    ``barrier`` to act at the same moment; their exit codes, and what they put in ``results``."""
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(count), spawn.Queue()
+    processes = [spawn.Process(target=target, args=(*args, barrier, results)) for _ in range(count)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=timeout)
+    found = []
+    while not results.empty():
+        found.append(results.get(timeout=5))
+    return [process.exitcode for process in processes], found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from .conftest import small_config
+from .conftest import in_processes_at_once, small_config
 from .servers import background_server, free_port, mlflow_server_command
 
 pytestmark = pytest.mark.slow
@@ -170,17 +169,9 @@ def test_processes_logging_the_same_new_dataset_at_once_all_link_it(
     )
     client = MlflowClient(uri)
     experiments = [client.create_experiment(f"same-data-{i}") for i in range(ROUNDS)]
-    spawn = multiprocessing.get_context("spawn")
-    barrier, errors = spawn.Barrier(2), spawn.Queue()
-    args = (uri, experiments, barrier, errors)
-    processes = [spawn.Process(target=_log_the_same_dataset, args=args) for _ in range(2)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=300)
-    failures = [errors.get() for _ in range(errors.qsize())]
+    exit_codes, failures = in_processes_at_once(_log_the_same_dataset, (uri, experiments), 2)
     assert not failures  # before: one of them broke the datasets table's unique key
-    assert [p.exitcode for p in processes] == [0, 0]
+    assert exit_codes == [0, 0]
     for experiment_id in experiments:
         runs = client.search_runs([experiment_id])
         assert [len(r.inputs.dataset_inputs) for r in runs] == [1, 1]

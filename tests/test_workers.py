@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import signal
@@ -25,6 +24,7 @@ from studies.storage import open_storage
 from studies.workers import FAIL_REASON_ATTR, INTERRUPTED, WORKER_LOST
 from trainer.tracking import PARENT_RUN_TAG
 
+from .conftest import in_processes_at_once
 from .test_studies import study_file, trials
 
 pytestmark = pytest.mark.slow
@@ -269,14 +269,7 @@ def test_workers_starting_together_share_one_study_run(tmp_path: Path, session_s
     journal = str(tmp_path / "journal.log")
     optuna.create_study(study_name="together", storage=open_storage(journal).storage)
     MlflowClient(session_store).search_experiments()  # the store exists before they start
-    spawn = multiprocessing.get_context("spawn")
-    barrier, run_ids = spawn.Barrier(3), spawn.Queue()
-    args = (journal, session_store, barrier, run_ids)
-    processes = [spawn.Process(target=_open_study_tracker, args=args) for _ in range(3)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=120)
-    assert [p.exitcode for p in processes] == [0, 0, 0]
-    assert len({run_ids.get(timeout=5) for _ in processes}) == 1
+    exit_codes, run_ids = in_processes_at_once(_open_study_tracker, (journal, session_store), 3)
+    assert exit_codes == [0, 0, 0]
+    assert len(run_ids) == 3 and len(set(run_ids)) == 1
     assert_one_study_run(MlflowClient(session_store), "together")
