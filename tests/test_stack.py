@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from .servers import background_server, free_port, mlflow_server_command
 from .test_studies import study_file
 from .test_tracking_processes import rest
-from .test_workers import start, worker_study
+from .test_workers import assert_one_study_run, start, worker_study
 
 pytestmark = pytest.mark.slow
 N_TRIALS = 5
@@ -223,6 +223,7 @@ def test_separate_processes_on_postgres_never_repeat_parameters(
     seen = [(t.number, t.state.name, t.user_attrs) for t in trials], logs  # shown if it fails
     assert len(set(lrs)) == len(lrs) == 6, seen  # before: both processes drew the same trials
     assert len({t.user_attrs["worker"] for t in trials}) == 2
+    assert_one_study_run(MlflowClient(session_store), "pg-separate")
 
 
 def _training(storage: str, pid: int) -> bool:
