@@ -176,3 +176,26 @@ def test_processes_logging_the_same_new_dataset_at_once_all_link_it(
         runs = client.search_runs([experiment_id])
         assert [len(r.inputs.dataset_inputs) for r in runs] == [1, 1]
         assert len({r.inputs.dataset_inputs[0].dataset.digest for r in runs}) == 1
+
+
+def _ensure_the_experiment(uri: str, name: str, barrier: Any, errors: Any) -> None:
+    """One process: a fit's or a worker's start, finding the experiment at the barrier."""
+    from trainer.tracking.store import ensure_experiment
+
+    client = MlflowClient(uri)
+    barrier.wait(timeout=60)
+    try:
+        ensure_experiment(client, name)
+    except Exception as error:
+        errors.put(f"{type(error).__name__}: {error}"[:300])
+
+
+def test_processes_starting_in_an_experiment_made_elsewhere_all_start(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("made-in-the-ui")  # without the training kind tag
+    exit_codes, failures = in_processes_at_once(_ensure_the_experiment, (uri, "made-in-the-ui"), 3)
+    assert not failures  # before: all but one broke the experiment tags' unique key
+    assert exit_codes == [0, 0, 0]
+    tags = client.get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mlflow.types import ColSpec, Schema
 
 from trainer.tracking.batching import metrics_at
 from trainer.tracking.store import (
+    breaks_unique_key,
     ensure_experiment,
     metric_key,
     open_client,
@@ -26,8 +26,6 @@ from trainer.tracking.store import (
 log = logging.getLogger(__name__)
 
 CONTEXT = "explore"  # the dataset input's context (fits log theirs as "training")
-# how SQLite, PostgreSQL and MySQL word an insert that breaks a unique key, on any store
-UNIQUE_KEY_BROKEN = re.compile(r"unique|duplicate", re.IGNORECASE)
 
 
 def log_exploration(
@@ -93,7 +91,7 @@ def log_dataset(
     try:
         client.log_inputs(run_id, inputs)
     except MlflowException as error:
-        if not UNIQUE_KEY_BROKEN.search(error.message):
+        if not breaks_unique_key(error):
             raise
         # MLflow looks the dataset up, then inserts it: a second process logging the same new
         # dataset in between makes this insert break the table's unique key. The dataset exists

@@ -22,6 +22,7 @@ MODEL_URI_TAG = "model_uri"  # the fit's logged model (models:/m-...)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # which view the MLflow UI opens an experiment on
 TRAINING_KIND = "custom_model_development"  # the UI's value for model training
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+_UNIQUE_KEY = re.compile(r"unique|duplicate", re.IGNORECASE)  # SQLite, PostgreSQL, MySQL
 
 
 @contextlib.contextmanager
@@ -73,6 +74,13 @@ def open_client(configured: str | None = None) -> MlflowClient:
     return _StoreClient(tracking_uri(configured))
 
 
+def breaks_unique_key(error: MlflowException) -> bool:
+    """Whether a store refused a write because a row with its key exists: another process
+    inserted it between MLflow's look-up and its insert (the words of SQLite, PostgreSQL and
+    MySQL, as a local store raises them and a tracking server relays them)."""
+    return _UNIQUE_KEY.search(error.message) is not None
+
+
 def ensure_experiment(client: MlflowClient, name: str) -> str:
     """The id of experiment ``name``, created (with artifacts beside a SQLite store) if missing.
 
@@ -82,7 +90,11 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         if EXPERIMENT_KIND_TAG not in found.tags:
-            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+            try:
+                client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+            except MlflowException as error:
+                if not breaks_unique_key(error):
+                    raise  # else another process tagged it at the same moment
         return str(found.experiment_id)
     try:
         return str(
