@@ -57,7 +57,8 @@ def prepare_resume(
     study: optuna.Study, handle: StorageHandle, search_space: dict[str, Any]
 ) -> StudyTracker:
     """Fail trials of dead workers and end their runs; returns the study's tracker."""
-    tracker = StudyTracker(study, handle, search_space)
+    tracker = StudyTracker(study, handle)
+    tracker.record_search_space(search_space)
     tidy(study, handle, tracker)
     return tracker
 

@@ -48,20 +48,20 @@ def run_status(trial: FrozenTrial) -> str:
 class StudyTracker:
     """Creates and ends the MLflow runs of one study's trials."""
 
-    def __init__(
-        self,
-        study: optuna.Study,
-        handle: StorageHandle,
-        search_space: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, study: optuna.Study, handle: StorageHandle) -> None:
         self.study = study
         self.storage_url = handle.url
         self.client = open_client()
         self.experiment_id = ensure_experiment(self.client, study.study_name)
         with handle.exclusive():  # workers starting together find one study run, not each theirs
             self.study_run_id = self._study_run()
-        if search_space is not None:  # the report reads the searched keys and their ranges here
-            self.client.set_tag(self.study_run_id, "optuna.search_space", json.dumps(search_space))
+
+    def record_search_space(self, search_space: dict[str, Any]) -> None:
+        """Tag the study run with the searched keys and their ranges (the report reads them)."""
+        # log_batch, not set_tag: MLflow retries a batch's tags when another command writes the
+        # same new tag at the same moment, where set_tag fails on the table's unique key.
+        tag = RunTag("optuna.search_space", json.dumps(search_space))
+        self.client.log_batch(self.study_run_id, tags=[tag])
 
     def _study_run(self) -> str:
         known = self.study.user_attrs.get(STUDY_RUN_ATTR)

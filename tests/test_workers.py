@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -273,3 +274,43 @@ def test_workers_starting_together_share_one_study_run(tmp_path: Path, session_s
     assert exit_codes == [0, 0, 0]
     assert len(run_ids) == 3 and len(set(run_ids)) == 1
     assert_one_study_run(MlflowClient(session_store), "together")
+
+
+SPACE = {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-3}}
+
+
+def _record_search_spaces(
+    journal: str, store: str, names: list[str], barrier: Any, errors: Any
+) -> None:
+    """One process: for each study, a ``studies run`` start recording its search space at the
+    barrier."""
+    os.environ["MLFLOW_TRACKING_URI"] = store
+    from studies.tracking import StudyTracker
+
+    handle = open_storage(journal)
+    for name in names:
+        tracker = StudyTracker(optuna.load_study(study_name=name, storage=handle.storage), handle)
+        barrier.wait(timeout=60)
+        try:
+            tracker.record_search_space(SPACE)
+        except Exception as error:
+            errors.put(f"{type(error).__name__}: {error}"[:300])
+
+
+def test_commands_starting_together_all_record_the_search_space(
+    tmp_path: Path, session_store: str
+) -> None:
+    journal, names = str(tmp_path / "journal.log"), [f"space-{i}" for i in range(3)]
+    for name in names:
+        optuna.create_study(study_name=name, storage=open_storage(journal).storage)
+    MlflowClient(session_store).search_experiments()  # the store exists before they start
+    args = (journal, session_store, names)
+    exit_codes, failures = in_processes_at_once(_record_search_spaces, args, 3)
+    assert not failures  # before: set_tag broke the tags' unique key in all but one
+    assert exit_codes == [0, 0, 0]
+    client = MlflowClient(session_store)
+    for name in names:
+        experiment = client.get_experiment_by_name(name)
+        assert experiment is not None
+        (run,) = client.search_runs([experiment.experiment_id])
+        assert json.loads(run.data.tags["optuna.search_space"]) == SPACE
