@@ -199,3 +199,23 @@ def test_processes_starting_in_an_experiment_made_elsewhere_all_start(tmp_path: 
     assert exit_codes == [0, 0, 0]
     tags = client.get_experiment(experiment_id).tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def _open_the_store(uri: str, barrier: Any, errors: Any) -> None:
+    """One process: a worker's first look at the tracking store, at the barrier."""
+    from trainer.tracking.store import open_client
+
+    barrier.wait(timeout=60)
+    try:
+        open_client(uri).search_experiments()
+    except Exception as error:
+        errors.put(f"{type(error).__name__}: {error}"[:300])
+
+
+def test_processes_opening_a_new_store_at_once_all_open_it(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    (tmp_path / "new").mkdir()
+    exit_codes, failures = in_processes_at_once(_open_the_store, (uri,), 3)
+    assert not failures  # before: all but one failed migrating the new store's tables
+    assert exit_codes == [0, 0, 0]
+    assert MlflowClient(uri).search_experiments()  # the store works: its default experiment

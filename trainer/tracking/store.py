@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -71,7 +72,32 @@ _StoreClient = shield_methods(MlflowClient, lambda client: is_database_uri(clien
 
 def open_client(configured: str | None = None) -> MlflowClient:
     """A client of the tracking store ``tracking_uri(configured)`` names."""
-    return _StoreClient(tracking_uri(configured))
+    uri = tracking_uri(configured)
+    if not uri.startswith("sqlite:///") or uri in _OPENED:
+        return _StoreClient(uri)
+    with _first_open(Path(uri.removeprefix("sqlite:///"))):
+        client = _StoreClient(uri)  # MLflow opens the store here, and keeps it for the process
+    _OPENED.add(uri)
+    return client
+
+
+_OPENED: set[str] = set()  # SQLite stores this process has opened
+
+
+@contextlib.contextmanager
+def _first_open(database: Path) -> Iterator[None]:
+    """A lock beside a SQLite store's file. MLflow creates a new store's tables when a process
+    first opens it, and processes opening a new store at once (workers started together on a
+    fresh machine) each migrate it: all but one fail (MLflow 3.17)."""
+    if not database.parent.is_dir():
+        yield  # MLflow's own error names the missing folder
+        return
+    with database.with_name(database.name + ".open.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def breaks_unique_key(error: MlflowException) -> bool:
