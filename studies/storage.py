@@ -9,18 +9,16 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from filelock import FileLock
 from optuna.storages import (
     BaseStorage,
     JournalStorage,
@@ -58,17 +56,11 @@ class StorageHandle:
     local_lock: Path  # file lock that serialises this machine's workers (see ``exclusive``)
     heartbeat: bool  # dead workers' trials are detected by heartbeats (RDB storage)
 
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Hold the study's lock among this machine's processes, for a read-then-write that
-        must not interleave with another worker's: creating a trial, creating the study run.
-        Workers on other machines sharing a database are not covered."""
-        with self.local_lock.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def exclusive(self) -> FileLock:
+        """The study's lock among this machine's processes, held (``with``) for a
+        read-then-write that must not interleave with another worker's: creating a trial,
+        creating the study run. Workers on other machines sharing a database are not covered."""
+        return FileLock(self.local_lock)
 
 
 def open_storage(url: str | None) -> StorageHandle:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.store.db.db_types import DATABASE_ENGINES
@@ -75,29 +76,22 @@ def open_client(configured: str | None = None) -> MlflowClient:
     uri = tracking_uri(configured)
     if not uri.startswith("sqlite:///") or uri in _OPENED:
         return _StoreClient(uri)
-    with _first_open(Path(uri.removeprefix("sqlite:///"))):
-        client = _StoreClient(uri)  # MLflow opens the store here, and keeps it for the process
+    # MLflow creates a new SQLite store's tables when a process first opens it (here), and
+    # processes opening a new store at once each migrate it: all but one fail (MLflow 3.17).
+    with FileLock(_lock_beside(Path(uri.removeprefix("sqlite:///")))):
+        client = _StoreClient(uri)
     _OPENED.add(uri)
     return client
 
 
-_OPENED: set[str] = set()  # SQLite stores this process has opened
+_OPENED: set[str] = set()  # SQLite stores this process has opened (MLflow keeps them open)
 
 
-@contextlib.contextmanager
-def _first_open(database: Path) -> Iterator[None]:
-    """A lock beside a SQLite store's file. MLflow creates a new store's tables when a process
-    first opens it, and processes opening a new store at once (workers started together on a
-    fresh machine) each migrate it: all but one fail (MLflow 3.17)."""
-    if not database.parent.is_dir():
-        yield  # MLflow's own error names the missing folder
-        return
-    with database.with_name(database.name + ".open.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _lock_beside(database: Path) -> Path:
+    """The lock file beside ``database``, or (its folder missing, which MLflow's own error
+    then names) one in the temporary folder."""
+    folder = database.parent if database.parent.is_dir() else Path(tempfile.gettempdir())
+    return folder / f"{database.name}.open.lock"
 
 
 def breaks_unique_key(error: MlflowException) -> bool:
