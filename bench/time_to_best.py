@@ -45,7 +45,7 @@ SPACE: dict[str, Any] = {
     "train.image_size": {"type": "int", "low": 16, "high": 32, "step": 16},
     "model.backbone": {"type": "categorical", "choices": ["test_resnet", "test_efficientnet"]},
 }
-SEEDS = (42, 7, 2026)  # sampler seeds, one pair of searches each
+SEEDS = (42, 7, 2026, 1, 123)  # sampler seeds, one pair of searches each
 MAX_ROUNDS = 8  # top-ups of --trials each: a search that never reaches the target still ends
 
 
