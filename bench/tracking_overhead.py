@@ -179,7 +179,7 @@ def measure(case: str, repeats: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
-    parser.add_argument("--repeats", type=int, default=6, help="tracked fits per case (demo)")
+    parser.add_argument("--repeats", type=int, default=12, help="tracked fits per case (demo)")
     parser.add_argument("--realistic-repeats", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
