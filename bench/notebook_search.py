@@ -59,8 +59,11 @@ def tutorial_fold(
     return accuracies
 
 
-def run_tutorial(root: Path, trials: int, seed: int) -> list[tuple[float, float]]:
-    """The baseline search; returns (seconds since start, value) per finished trial."""
+def run_tutorial(
+    root: Path, trials: int, seed: int
+) -> tuple[list[tuple[float, float]], list[dict[str, Any]]]:
+    """The baseline search; returns (seconds since start, value) and the parameters of each
+    finished trial, in the order they finished."""
     import mlflow
     import optuna
     from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -74,6 +77,7 @@ def run_tutorial(root: Path, trials: int, seed: int) -> list[tuple[float, float]
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(keep, labels[keep]))
     mlflow.set_experiment("tutorial-baseline")
     finished: list[tuple[float, float]] = []
+    tried: list[dict[str, Any]] = []
     start = time.perf_counter()
 
     def objective(trial: optuna.Trial) -> float:
@@ -91,10 +95,11 @@ def run_tutorial(root: Path, trials: int, seed: int) -> list[tuple[float, float]
             value = float(np.mean(bests))
             mlflow.log_metric("cv_acc", value)
         finished.append((time.perf_counter() - start, value))
+        tried.append(params)
         return value
 
     from studies.sampling import create_sampler
 
     sampler = create_sampler(seed, n_startup_trials=4)  # seeded exactly as studies run seeds it
     optuna.create_study(direction="maximize", sampler=sampler).optimize(objective, trials)
-    return finished
+    return finished, tried

@@ -124,7 +124,8 @@ def _invoke(config_path: Path, storage: str, total: int, timeout: float, cache: 
 
 
 def _trials_of(name: str, storage: str, start: float) -> dict[str, Any]:
-    """The study's finished trials as (seconds since ``start``, value), and its state counts."""
+    """The study's finished trials as (seconds since ``start``, value), its state counts, and
+    every trial's state, value, pruning reports and parameters (to judge what was pruned)."""
     import optuna
 
     from studies.storage import open_storage
@@ -136,7 +137,11 @@ def _trials_of(name: str, storage: str, start: float) -> dict[str, Any]:
         if t.value is not None and t.datetime_complete is not None and t.state.name == "COMPLETE"
     ]
     counts = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED")}
-    return {"finished": sorted(finished), "trials": len(study.trials), **counts}
+    tried = [
+        {"state": t.state.name, "value": t.value, "reports": t.intermediate_values, **t.params}
+        for t in study.trials
+    ]
+    return {"finished": sorted(finished), "trials": len(study.trials), **counts, "tried": tried}
 
 
 def first_reaching(finished: list[tuple[float, float]], target: float) -> float | None:
@@ -147,7 +152,7 @@ def first_reaching(finished: list[tuple[float, float]], target: float) -> float 
 
 def one_seed(root: Path, data: str, trials: int, seed: int, costs: TrialCosts) -> dict[str, Any]:
     """Both searches with one sampler seed, one after the other; the seed's figures."""
-    baseline = run_tutorial(root, trials, seed)
+    baseline, baseline_params = run_tutorial(root, trials, seed)
     target = max(value for _, value in baseline)
     before = len(costs.records)
     budget = max(seconds for seconds, _ in baseline)  # the baseline's whole search
@@ -168,7 +173,11 @@ def one_seed(root: Path, data: str, trials: int, seed: int, costs: TrialCosts) -
     return {
         "seed": seed,
         "target_value": target,
-        "baseline": {"finished": baseline, "seconds_to_target": baseline_seconds},
+        "baseline": {
+            "finished": baseline,
+            "params": baseline_params,  # of each finished trial, in the same order
+            "seconds_to_target": baseline_seconds,
+        },
         "studies": {**ours, "seconds_to_target": ours_seconds},
         "speedup": speedup,
         "speedup_below": below,
