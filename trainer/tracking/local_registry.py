@@ -27,7 +27,7 @@ import sqlite3
 import urllib.parse
 from pathlib import Path
 
-from trainer.tracking.names import EMBEDDED_DATABASE
+from trainer.tracking.names import EMBEDDED_DATABASE, sqlite_file
 
 # alembic revisions of MLflow's store schema that the queries below were checked against
 KNOWN_REVISIONS = frozenset({"dc11669786a5"})  # MLflow 3.17
@@ -60,9 +60,9 @@ def embedded_database() -> Path | None:
     registry = os.environ.get("MLFLOW_REGISTRY_URI")
     if registry and registry != uri:
         return None
-    if not uri.startswith("sqlite:///") or "?" in uri or "#" in uri:
+    path = sqlite_file(uri)
+    if path is None or "?" in uri or "#" in uri:
         return None
-    path = Path(uri.removeprefix("sqlite:///"))
     return path.resolve() if path.is_file() else None
 
 

@@ -17,7 +17,7 @@ from mlflow.store.db.db_types import DATABASE_ENGINES
 
 from trainer.interrupts import shield_methods
 from trainer.remote import check_server
-from trainer.tracking.names import EMBEDDED_STORE
+from trainer.tracking.names import EMBEDDED_STORE, SQLITE, sqlite_file
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
 MODEL_URI_TAG = "model_uri"  # the fit's logged model (models:/m-...)
@@ -58,7 +58,7 @@ def tracking_uri(configured: str | None = None) -> str:
         return uri
     store = EMBEDDED_STORE.resolve()
     store.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{store / 'mlflow.db'}"
+    return f"{SQLITE}{store / 'mlflow.db'}"
 
 
 def is_database_uri(uri: str) -> bool:
@@ -74,11 +74,12 @@ _StoreClient = shield_methods(MlflowClient, lambda client: is_database_uri(clien
 def open_client(configured: str | None = None) -> MlflowClient:
     """A client of the tracking store ``tracking_uri(configured)`` names."""
     uri = tracking_uri(configured)
-    if not uri.startswith("sqlite:///") or uri in _OPENED:
+    database = sqlite_file(uri)
+    if database is None or uri in _OPENED:
         return _StoreClient(uri)
     # MLflow creates a new SQLite store's tables when a process first opens it (here), and
     # processes opening a new store at once each migrate it: all but one fail (MLflow 3.17).
-    with FileLock(_lock_beside(Path(uri.removeprefix("sqlite:///")))):
+    with FileLock(_lock_beside(database)):
         client = _StoreClient(uri)
     _OPENED.add(uri)
     return client
@@ -132,10 +133,10 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
 
 
 def _artifact_root(client: MlflowClient) -> str | None:
-    uri = client.tracking_uri
-    if not uri.startswith("sqlite:///"):
+    database = sqlite_file(client.tracking_uri)
+    if database is None:
         return None  # a server or database decides where artifacts go
-    return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return (database.parent / "artifacts").resolve().as_uri()
 
 
 def metric_key(name: str) -> str:
