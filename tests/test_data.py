@@ -28,16 +28,18 @@ def test_class_folders_sorted_nested_and_non_images_ignored(tmp_path: Path) -> N
     png(tmp_path / "zebra" / "a.png", gray)
     png(tmp_path / "apple" / "deep" / "nested" / "b.PNG", gray)
     png(tmp_path / "apple" / "c.png", gray)
+    png(tmp_path / "apple" / "album.jpg" / "d.png", gray)  # a folder named like an image
     (tmp_path / "apple" / "notes.txt").write_text("not an image")
     (tmp_path / "README.md").write_text("ignored")
     samples = find_samples(tmp_path)
     assert samples.class_names == ("apple", "zebra")
     assert [samples.relative(i) for i in range(len(samples))] == [
+        "apple/album.jpg/d.png",
         "apple/c.png",
         "apple/deep/nested/b.PNG",
         "zebra/a.png",
     ]
-    assert samples.labels.tolist() == [0, 0, 1]
+    assert samples.labels.tolist() == [0, 0, 0, 1]
 
 
 def test_csv_paths_relative_to_csv(tmp_path: Path) -> None:

@@ -193,9 +193,20 @@ def test_crash_mid_epoch_leaves_runs_failed(
         return original(self, batch)
 
     monkeypatch.setattr(ImageSubset, "__getitem__", failing)
+    searches = {"n": 0}
+    search = MlflowClient.search_runs
+
+    def counted_search(self: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+        searches["n"] += 1
+        return search(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "search_runs", counted_search)
     config = small_config(digits_dir, tmp_path / "out")
     with pytest.raises(OSError, match="disk went away"):
         tracked_fit(config)
+    # every run's id was kept, so they are ended without searching the store (as a pruned
+    # trial's are: that query was part of each pruned trial's fixed cost)
+    assert searches["n"] == 0
     parent, children = parent_and_children(store, config.experiment)
     assert parent.info.status == "FAILED" and children["fold-0"].info.status == "FAILED"
     assert "disk went away" in children["fold-0"].data.tags["error"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -87,15 +88,26 @@ def find_samples(source: Path) -> Samples:
 def _pairs_from_folders(root: Path) -> list[tuple[Path, str]]:
     pairs: list[tuple[Path, str]] = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        images = [
-            path
-            for path in sorted(class_dir.rglob("*"))
-            if path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir()
-        ]
+        images = _image_files(class_dir)
         if not images:
             log.warning("class folder %s holds no images; it is ignored", class_dir)
         pairs.extend((path, class_dir.name) for path in images)
     return pairs
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files anywhere under ``folder``, in no particular order (``find_samples``
+    sorts). ``os.walk`` takes file-or-folder from the directory listing, where ``rglob`` and
+    ``is_dir`` stat every file: a study scans its data once per trial."""
+    files: list[Path] = []
+    for directory, _, names in os.walk(folder):
+        base = Path(directory)
+        files += [base / name for name in names if _is_image_name(name)]
+    return files
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _pairs_from_csv(csv_path: Path) -> list[tuple[Path, str]]:

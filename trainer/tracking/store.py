@@ -19,6 +19,8 @@ from trainer.interrupts import shield_methods
 from trainer.remote import check_server
 from trainer.tracking.names import EMBEDDED_STORE, SQLITE, sqlite_file
 
+log = logging.getLogger(__name__)
+
 PARENT_RUN_TAG = "mlflow.parentRunId"
 MODEL_URI_TAG = "model_uri"  # the fit's logged model (models:/m-...)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # which view the MLflow UI opens an experiment on
@@ -130,6 +132,22 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
         if found is None:
             raise
         return str(found.experiment_id)
+
+
+def running_runs(
+    client: MlflowClient, experiment_id: str, parent_id: str | None, run_dir: Path | None
+) -> list[str]:
+    """A fit's runs still RUNNING in the store, children of ``parent_id`` and the one tagged
+    with ``run_dir``: also a run created just before an interrupt kept its id from the fit."""
+    filters = [f"tags.`{PARENT_RUN_TAG}` = '{parent_id}'"] if parent_id else []
+    if run_dir and "'" not in str(run_dir):
+        filters.append(f"tags.run_dir = '{run_dir}'")
+    try:
+        found = [client.search_runs([experiment_id], f) for f in filters]
+    except MlflowException as exc:
+        log.warning("could not look for this fit's unfinished runs: %s", exc)
+        return []
+    return [r.info.run_id for runs in found for r in runs if r.info.status == "RUNNING"]
 
 
 def _artifact_root(client: MlflowClient) -> str | None:

@@ -46,6 +46,7 @@ from trainer.tracking.store import (
     metric_key,
     open_client,
     quiet_transfers,
+    running_runs,
 )
 from trainer.tracking.system import SystemMetrics
 from trainer.tracking.writer import BackgroundWriter
@@ -81,6 +82,7 @@ class MlflowTracker(Callback):
         self.child_id: str | None = None
         self.epochs = EpochBatch(settings.metrics_seconds)  # the fold's unwritten epoch metrics
         self.unended: set[str] = set()  # fold runs whose queued end has not been written yet
+        self.creating_run = False  # from create_run until its id is kept (then searched for)
         self.writer = BackgroundWriter(self.client.tracking_uri)
         self.system_metrics = SystemMetrics(settings, self.client.tracking_uri)
         self.history: plots.History = {}
@@ -92,15 +94,18 @@ class MlflowTracker(Callback):
     def on_fit_start(self, info: FitInfo) -> None:
         self.info = info
         tags = {**provenance.run_tags(info), **self.extra_tags}
+        later = tags  # a given run gets the tags with its parameters, in one write
         if self.run_id is None:
             name = tags.get("mlflow.runName", info.run_dir.name)
+            self.creating_run = True
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             self.run_id = run.info.run_id
-        else:
-            self._log(self.run_id, tags=tags)
+            self.creating_run = False
+            later = {}
         params = [Param(metric_key(k), str(v)) for k, v in flatten(info.config.to_dict()).items()]
         run_id = self.run_id
-        self.writer.submit("the run's parameters", lambda: self._log_params(run_id, params))
+        what = "the run's parameters and tags"
+        self.writer.submit(what, lambda: self._log_params(run_id, params, later))
         lineage = "the dataset, split and config files"
         self.writer.submit(lineage, lambda: log_lineage(self.client, run_id, info))
         if self.reference_tags is not None:
@@ -113,8 +118,10 @@ class MlflowTracker(Callback):
             self.writer.submit("the cross-validation's figures", lambda: self._figures(*cv))
         tags = {PARENT_RUN_TAG: self.parent_id, "fold": fold.name}
         tags |= {"n_train": str(fold.n_train), "n_eval": str(fold.n_eval)}
+        self.creating_run = True
         run = self.client.create_run(self.experiment_id, run_name=fold.name, tags=tags)
         self.child_id = run.info.run_id
+        self.creating_run = False
         self.history[fold.name] = []
         self.epochs.restart()
         self.system_metrics.start(self.child_id)
@@ -174,7 +181,10 @@ class MlflowTracker(Callback):
         runs += sorted(self.unended)
         if self.owns_run and self.run_id:
             runs.append(self.run_id)
-        for run_id in dict.fromkeys([*runs, *self._running_runs()]):
+        if self.creating_run:
+            run_dir = self.info.run_dir if self.info and self.owns_run else None
+            runs += running_runs(self.client, self.experiment_id, self.run_id, run_dir)
+        for run_id in dict.fromkeys(runs):
             try:
                 self.client.set_tag(run_id, "error", message)
                 self.client.set_terminated(run_id, status)
@@ -184,20 +194,6 @@ class MlflowTracker(Callback):
         self.unended.clear()
 
     # -- helpers -------------------------------------------------------------------------
-
-    def _running_runs(self) -> list[str]:
-        """This fit's runs still RUNNING in the store: also one created just before an
-        interrupt that came before its id was kept here."""
-        run_dir = self.info.run_dir if self.info else None
-        filters = [f"tags.`{PARENT_RUN_TAG}` = '{self.run_id}'"] if self.run_id else []
-        if self.owns_run and run_dir and "'" not in str(run_dir):
-            filters.append(f"tags.run_dir = '{run_dir}'")
-        try:
-            found = [self.client.search_runs([self.experiment_id], f) for f in filters]
-        except MlflowException as exc:
-            log.warning("could not look for this fit's unfinished runs: %s", exc)
-            return []
-        return [r.info.run_id for runs in found for r in runs if r.info.status == "RUNNING"]
 
     @property
     def parent_id(self) -> str:
@@ -232,9 +228,9 @@ class MlflowTracker(Callback):
         for more in rest:
             self.client.log_batch(run_id, metrics=more)
 
-    def _log_params(self, run_id: str, params: list[Param]) -> None:
-        for piece in chunks(params, MAX_PARAMS):
-            self._log(run_id, params=piece)
+    def _log_params(self, run_id: str, params: list[Param], tags: dict[str, str]) -> None:
+        for index, piece in enumerate(chunks(params, MAX_PARAMS)):
+            self._log(run_id, params=piece, tags=None if index else tags)
 
     def _write_epochs(self, run_id: str, batch: list[Metric], description: str) -> None:
         self.writer.submit(description, lambda: self._log(run_id, metrics=batch))
