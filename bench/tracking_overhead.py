@@ -4,7 +4,9 @@ Two cases, each run in one process, alternating tracked and untracked fits after
 imports, the decoded-image cache and the store's creation are paid before timing:
 
 - ``demo``: the demo config (3 folds x 3 epochs + refit with model logging, test_resnet at
-  32 px on the 1797 digits); target <= 5 %;
+  32 px on the 1797 digits); target <= 5 %. A third arm takes turns with the two: tracked
+  with the writer's thread at the training thread's priority (``writer.NICENESS = 0``, as
+  before it yielded to training), so the change is measured side by side;
 - ``realistic``: resnet18 (random weights) at 128 px on 1,000 JPEG photos (500 x 375, 100 per
   class), 3 folds x 2 epochs, tracking defaults (best checkpoints, figures, galleries, the best
   fold's model logged); target <= 2 %.
@@ -89,30 +91,37 @@ class WriterCpu:
 
 
 def alternate(
-    config: Any, repeats: int, warm_up: Any
+    config: Any, repeats: int, warm_up: Any, arms: tuple[str, ...] = ("on", "off")
 ) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
-    """Wall seconds of tracked and untracked fits, alternating (on, off, off, on, ...) after
-    warm-up fits, and the seconds each tracked fit spent in every hook."""
+    """Wall seconds of the fits of each arm, in turns whose order rotates each repeat, after
+    warm-up fits, and the seconds each "on" fit spent in every hook. Arms: "on" (tracked),
+    "off" (untracked), "before" (tracked, its writer thread at the training thread's priority)."""
     from trainer.fit import fit
-    from trainer.tracking import MlflowTracker
+    from trainer.tracking import MlflowTracker, writer
 
     hooks: list[dict[str, float]] = []
+    niceness = writer.NICENESS
 
-    def run(tracked: bool, settings: Any = config) -> float:
+    def run(arm: str, settings: Any = config) -> float:
         tracker = MlflowTracker(settings.tracking, settings.experiment)
         timed, background = TimedHooks(tracker), WriterCpu(tracker.writer)
+        writer.NICENESS = 0 if arm == "before" else niceness
         start = time.perf_counter()
-        fit(settings, [timed] if tracked else [])  # type: ignore[list-item]
-        if tracked:
+        try:
+            fit(settings, [timed] if arm != "off" else [])  # type: ignore[list-item]
+        finally:
+            writer.NICENESS = niceness
+        if arm == "on":
             hooks.append({**timed.seconds, WRITER: background.seconds})
         return time.perf_counter() - start
 
-    run(True, warm_up), run(False, warm_up)  # imports, cache, store, precision choice
+    run("on", warm_up), run("off", warm_up)  # imports, cache, store, precision choice
     hooks.clear()
-    seconds: dict[str, list[float]] = {"on": [], "off": []}
+    seconds: dict[str, list[float]] = {arm: [] for arm in arms}
     for repeat in range(repeats):
-        for tracked in (True, False) if repeat % 2 == 0 else (False, True):
-            seconds["on" if tracked else "off"].append(run(tracked))
+        turn = repeat % len(arms)
+        for arm in (*arms[turn:], *arms[:turn]):
+            seconds[arm].append(run(arm))
     return seconds, hooks
 
 
@@ -122,6 +131,7 @@ CASES: dict[str, dict[str, Any]] = {
         "set": ["train.epochs=3"],
         "warm_up": [],
         "target": 0.05,
+        "arms": ("on", "off", "before"),
     },
     "realistic": {
         "data": "1,000 digits as 500x375 colour JPEGs (100 per class)",
@@ -157,7 +167,7 @@ def measure(case: str, repeats: int) -> dict[str, Any]:
         ]
         config = load_config(DEMO, common)
         warm_up = load_config(DEMO, [*common, *spec["warm_up"]])
-        seconds, hooks = alternate(config, repeats, warm_up)
+        seconds, hooks = alternate(config, repeats, warm_up, spec.get("arms", ("on", "off")))
     result = summarise(seconds, hooks)
     print(
         f"{case}: tracking on {result['on']['median']:.2f} s, off {result['off']['median']:.2f} "
@@ -165,6 +175,11 @@ def measure(case: str, repeats: int) -> dict[str, Any]:
         f"{result['hooks']['median']:.2f} s = {result['hook_overhead']:+.1%} of the rest "
         f"(target <= {spec['target']:.0%})"
     )
+    if "paired_overhead_before" in result:
+        print(
+            f"{case}: paired overhead {result['paired_overhead']['median']:+.1%}; with the "
+            f"writer at training priority {result['paired_overhead_before']['median']:+.1%}"
+        )
     mode = " ".join(spec["set"])
     return {
         "case": case,
@@ -213,6 +228,13 @@ def summarise(seconds: dict[str, list[float]], hooks: list[dict[str, float]]) ->
     stats = {k: spread(v) for k, v in seconds.items()}
     # the r-th tracked and untracked fits ran back to back: their ratio cancels slow drifts
     paired = [on / off - 1 for on, off in zip(seconds["on"], seconds["off"], strict=True)]
+    before = {}
+    if "before" in seconds:  # the writer at the training thread's priority, as before
+        pairs = zip(seconds["before"], seconds["off"], strict=True)
+        before = {
+            "overhead_before": stats["before"]["median"] / stats["off"]["median"] - 1,
+            "paired_overhead_before": spread([on / off - 1 for on, off in pairs]),
+        }
     in_hooks = [sum(v for k, v in h.items() if k != WRITER) for h in hooks]
     shares = [
         inside / (total - inside) for inside, total in zip(in_hooks, seconds["on"], strict=True)
@@ -228,6 +250,7 @@ def summarise(seconds: dict[str, list[float]], hooks: list[dict[str, float]]) ->
         "hook_seconds": per_hook,
         "hook_overhead": statistics.median(shares),
         "hook_overhead_spread": [min(shares), max(shares)],
+        **before,
     }
 
 

@@ -85,3 +85,21 @@ def test_a_clean_run_removes_an_old_skipped_list(folder: Path, tmp_path: Path) -
     good = str(folder / "a.png")
     assert main(["predict", "--model", str(checkpoint), good, "--out", str(out)]) == 0
     assert not out.with_name("predictions.skipped.csv").exists()
+
+
+def test_folders_are_searched_for_image_files_only(tmp_path: Path) -> None:
+    from trainer.predict import collect_images
+
+    rng = np.random.default_rng(0)
+    for name in ("z.png", "deep/a.JPG", "album.jpg/b.png"):  # a folder named like an image
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
+            tmp_path / "in" / name
+        )
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    found = collect_images([tmp_path / "in"])
+    assert [p.relative_to(tmp_path / "in").as_posix() for p in found] == [
+        "album.jpg/b.png",
+        "deep/a.JPG",
+        "z.png",
+    ]

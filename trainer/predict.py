@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from trainer.config import ModelConfig
-from trainer.data.dataset import IMAGE_EXTENSIONS, printable
+from trainer.data.dataset import image_files, printable
 from trainer.data.images import ImageReadError, decode_rgb, read_rgb
 from trainer.data.scan import BadImage, write_bad_images
 from trainer.data.transforms import Pipeline, Resize
@@ -121,7 +121,7 @@ def collect_images(inputs: Sequence[Path]) -> list[Path]:
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            found += sorted(image_files(item))
         elif item.is_file():
             found.append(item)
         else:

@@ -88,16 +88,16 @@ def find_samples(source: Path) -> Samples:
 def _pairs_from_folders(root: Path) -> list[tuple[Path, str]]:
     pairs: list[tuple[Path, str]] = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        images = _image_files(class_dir)
+        images = image_files(class_dir)
         if not images:
             log.warning("class folder %s holds no images; it is ignored", class_dir)
         pairs.extend((path, class_dir.name) for path in images)
     return pairs
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """The image files anywhere under ``folder``, in no particular order (``find_samples``
-    sorts). ``os.walk`` takes file-or-folder from the directory listing, where ``rglob`` and
+def image_files(folder: Path) -> list[Path]:
+    """The image files (by extension) anywhere under ``folder``, in no particular order.
+    ``os.walk`` tells files from folders by the directory listing, where ``rglob`` and
     ``is_dir`` stat every file: a study scans its data once per trial."""
     files: list[Path] = []
     for directory, _, names in os.walk(folder):
