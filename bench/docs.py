@@ -88,40 +88,14 @@ def _tracking_case(case: dict[str, Any]) -> list[str]:
         "| --- | ---: | ---: | ---: |",
         f"| fit, tracking on | {on['median']:.2f} | {on['min']:.2f} | {on['max']:.2f} |",
         f"| fit, tracking off | {off['median']:.2f} | {off['min']:.2f} | {off['max']:.2f} |",
-        *_before_row(case),
         f"| inside the tracker (per tracked fit) | {hooks['median']:.2f} | {hooks['min']:.2f} | {hooks['max']:.2f} |",
         "",
         f"- Wall-time overhead, on ÷ off − 1: {case['overhead']:+.1%} (target <= {case['target_overhead']:.0%}).",
         *_paired(case),
-        *_before(case),
         f"- Time in the tracker ÷ the rest of the same fit: {case['hook_overhead']:+.1%} "
         f"(spread {low:+.1%} to {high:+.1%}).",
         f"- Where it goes (medians per fit): {per_hook}.",
         *background,
-    ]
-
-
-def _before_row(case: dict[str, Any]) -> list[str]:
-    """The fits tracked with the writer at the training thread's priority, where measured."""
-    before = case.get("before")
-    if before is None:
-        return []
-    return [
-        f"| fit, tracking on, writer at training priority (before) | {before['median']:.2f} "
-        f"| {before['min']:.2f} | {before['max']:.2f} |"
-    ]
-
-
-def _before(case: dict[str, Any]) -> list[str]:
-    if "paired_overhead_before" not in case:
-        return []
-    now, before = case["paired_overhead"], case["paired_overhead_before"]
-    return [
-        "- The writer's thread yields to training (nice +19 until the fit ends), against the "
-        "same fits taking turns with it at the training thread's priority (before): paired "
-        f"overhead {now['median']:+.1%} ({now['min']:+.1%} to {now['max']:+.1%}) against "
-        f"{before['median']:+.1%} ({before['min']:+.1%} to {before['max']:+.1%}); on ÷ off "
-        f"of the medians {case['overhead']:+.1%} against {case['overhead_before']:+.1%}."
     ]
 
 

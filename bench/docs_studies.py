@@ -3,6 +3,7 @@ and parallel trials (see ``bench.docs``)."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench.trial_costs import fixed_by_kind
@@ -61,7 +62,56 @@ def time_to_best(result: dict[str, Any]) -> list[str]:
                 f"{_times(run['speedup'], run.get('speedup_below'))} |"
             )
     lines += ["", f"- Target: >= {result['target_speedup']:.0f}x faster (median)."]
-    return [*lines, *_trial_costs(result)]
+    lines += _closest(result)
+    return [*lines, *_step_foresight(result), *_trial_costs(result)]
+
+
+def _closest(result: dict[str, Any]) -> list[str]:
+    """How near the studies' best came on the seeds that never reached the baseline's best."""
+    near = [
+        f"{case['data']} seed {run['seed']}: {max(values):.4f} against {run['target_value']:.4f}"
+        for case in result["cases"]
+        for run in case["seeds"]
+        if run["studies"]["seconds_to_target"] is None
+        and (values := [v for _, v in run["studies"]["finished"]])
+    ]
+    return [f"- Best CV of the studies that never reached it: {'; '.join(near)}."] if near else []
+
+
+def _step_foresight(result: dict[str, Any]) -> list[str]:
+    """How well each pruning step's report foretold a complete trial's CV accuracy."""
+    cases = [case for case in result["cases"] if "tried" in case["seeds"][0]["studies"]]
+    if not cases:
+        return []
+    lines = [
+        "",
+        "How well each pruning report foretold the CV accuracy of the trials that completed "
+        "(all seeds; steps 0-3 are quarters of the first fold, 3 + f the mean of folds 0..f; the "
+        "last fold's step, the CV accuracy itself, is left out): "
+        "Pearson r, and where the best fifth of those trials ranked among them at that step "
+        "(0: lowest, 1: highest; a median pruner stops what ranks below 0.5).",
+        "",
+        "| data | step | complete trials | r | best fifth's ranks |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for case in cases:
+        tried = [t for run in case["seeds"] for t in run["studies"]["tried"]]
+        complete = [t for t in tried if t["state"] == "COMPLETE"]
+        for step in sorted({int(k) for t in complete for k in t["reports"]}):
+            pairs = [
+                (t["reports"][str(step)], t["value"]) for t in complete if str(step) in t["reports"]
+            ]
+            if len(pairs) < 3 or all(a == b for a, b in pairs):
+                continue
+            early, final = [a for a, _ in pairs], [b for _, b in pairs]
+            cut = sorted(final)[int(0.8 * len(final))]
+            ranks = sorted(sum(e < a for e in early) / len(early) for a, b in pairs if b >= cut)
+            lines.append(
+                f"| {case['data']} | {step} | {len(pairs)} | "
+                f"{statistics.correlation(early, final):.3f} | "
+                f"{', '.join(f'{r:.2f}' for r in ranks)} |"
+            )
+    return [*lines, ""]
 
 
 def _trial_rates(run: dict[str, Any]) -> str:

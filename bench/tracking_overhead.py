@@ -4,9 +4,7 @@ Two cases, each run in one process, alternating tracked and untracked fits after
 imports, the decoded-image cache and the store's creation are paid before timing:
 
 - ``demo``: the demo config (3 folds x 3 epochs + refit with model logging, test_resnet at
-  32 px on the 1797 digits); target <= 5 %. A third arm takes turns with the two: tracked
-  with the writer's thread at the training thread's priority (``writer.NICENESS = 0``, as
-  before it yielded to training), so the change is measured side by side;
+  32 px on the 1797 digits); target <= 5 %;
 - ``realistic``: resnet18 (random weights) at 128 px on 1,000 JPEG photos (500 x 375, 100 per
   class), 3 folds x 2 epochs, tracking defaults (best checkpoints, figures, galleries, the best
   fold's model logged); target <= 2 %.
@@ -91,37 +89,30 @@ class WriterCpu:
 
 
 def alternate(
-    config: Any, repeats: int, warm_up: Any, arms: tuple[str, ...] = ("on", "off")
+    config: Any, repeats: int, warm_up: Any
 ) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
-    """Wall seconds of the fits of each arm, in turns whose order rotates each repeat, after
-    warm-up fits, and the seconds each "on" fit spent in every hook. Arms: "on" (tracked),
-    "off" (untracked), "before" (tracked, its writer thread at the training thread's priority)."""
+    """Wall seconds of tracked and untracked fits, alternating (on, off, off, on, ...) after
+    warm-up fits, and the seconds each tracked fit spent in every hook."""
     from trainer.fit import fit
-    from trainer.tracking import MlflowTracker, writer
+    from trainer.tracking import MlflowTracker
 
     hooks: list[dict[str, float]] = []
-    niceness = writer.NICENESS
 
-    def run(arm: str, settings: Any = config) -> float:
+    def run(tracked: bool, settings: Any = config) -> float:
         tracker = MlflowTracker(settings.tracking, settings.experiment)
         timed, background = TimedHooks(tracker), WriterCpu(tracker.writer)
-        writer.NICENESS = 0 if arm == "before" else niceness
         start = time.perf_counter()
-        try:
-            fit(settings, [timed] if arm != "off" else [])  # type: ignore[list-item]
-        finally:
-            writer.NICENESS = niceness
-        if arm == "on":
+        fit(settings, [timed] if tracked else [])  # type: ignore[list-item]
+        if tracked:
             hooks.append({**timed.seconds, WRITER: background.seconds})
         return time.perf_counter() - start
 
-    run("on", warm_up), run("off", warm_up)  # imports, cache, store, precision choice
+    run(True, warm_up), run(False, warm_up)  # imports, cache, store, precision choice
     hooks.clear()
-    seconds: dict[str, list[float]] = {arm: [] for arm in arms}
+    seconds: dict[str, list[float]] = {"on": [], "off": []}
     for repeat in range(repeats):
-        turn = repeat % len(arms)
-        for arm in (*arms[turn:], *arms[:turn]):
-            seconds[arm].append(run(arm))
+        for tracked in (True, False) if repeat % 2 == 0 else (False, True):
+            seconds["on" if tracked else "off"].append(run(tracked))
     return seconds, hooks
 
 
@@ -131,7 +122,6 @@ CASES: dict[str, dict[str, Any]] = {
         "set": ["train.epochs=3"],
         "warm_up": [],
         "target": 0.05,
-        "arms": ("on", "off", "before"),
     },
     "realistic": {
         "data": "1,000 digits as 500x375 colour JPEGs (100 per class)",
@@ -167,7 +157,7 @@ def measure(case: str, repeats: int) -> dict[str, Any]:
         ]
         config = load_config(DEMO, common)
         warm_up = load_config(DEMO, [*common, *spec["warm_up"]])
-        seconds, hooks = alternate(config, repeats, warm_up, spec.get("arms", ("on", "off")))
+        seconds, hooks = alternate(config, repeats, warm_up)
     result = summarise(seconds, hooks)
     print(
         f"{case}: tracking on {result['on']['median']:.2f} s, off {result['off']['median']:.2f} "
@@ -175,11 +165,6 @@ def measure(case: str, repeats: int) -> dict[str, Any]:
         f"{result['hooks']['median']:.2f} s = {result['hook_overhead']:+.1%} of the rest "
         f"(target <= {spec['target']:.0%})"
     )
-    if "paired_overhead_before" in result:
-        print(
-            f"{case}: paired overhead {result['paired_overhead']['median']:+.1%}; with the "
-            f"writer at training priority {result['paired_overhead_before']['median']:+.1%}"
-        )
     mode = " ".join(spec["set"])
     return {
         "case": case,
@@ -228,13 +213,6 @@ def summarise(seconds: dict[str, list[float]], hooks: list[dict[str, float]]) ->
     stats = {k: spread(v) for k, v in seconds.items()}
     # the r-th tracked and untracked fits ran back to back: their ratio cancels slow drifts
     paired = [on / off - 1 for on, off in zip(seconds["on"], seconds["off"], strict=True)]
-    before = {}
-    if "before" in seconds:  # the writer at the training thread's priority, as before
-        pairs = zip(seconds["before"], seconds["off"], strict=True)
-        before = {
-            "overhead_before": stats["before"]["median"] / stats["off"]["median"] - 1,
-            "paired_overhead_before": spread([on / off - 1 for on, off in pairs]),
-        }
     in_hooks = [sum(v for k, v in h.items() if k != WRITER) for h in hooks]
     shares = [
         inside / (total - inside) for inside, total in zip(in_hooks, seconds["on"], strict=True)
@@ -250,7 +228,6 @@ def summarise(seconds: dict[str, list[float]], hooks: list[dict[str, float]]) ->
         "hook_seconds": per_hook,
         "hook_overhead": statistics.median(shares),
         "hook_overhead_spread": [min(shares), max(shares)],
-        **before,
     }
 
 

@@ -47,31 +47,6 @@ def runs_of(client: MlflowClient, experiment: str) -> list[Any]:
     return list(client.search_runs([found.experiment_id]))
 
 
-def nice_of_this_thread() -> int:
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
-def test_writes_yield_to_training_until_the_fit_ends_and_waits_for_them() -> None:
-    """Queued while training runs: the lowest priority. What is still queued when the fit ends
-    runs at the ending thread's priority, after the task in progress and in order."""
-    writer, seen, before = BackgroundWriter("store"), list[tuple[str, int]](), nice_of_this_thread()
-    started, go = threading.Event(), threading.Event()
-
-    def slow_upload() -> None:
-        started.set()
-        assert go.wait(10)
-        seen.append(("upload", nice_of_this_thread()))
-
-    writer.submit("upload", slow_upload)
-    assert started.wait(10)  # the writer's thread has taken it: the fit goes on meanwhile
-    writer.submit("end of fold", lambda: seen.append(("end", nice_of_this_thread())))
-    threading.Timer(0.3, go.set).start()
-    writer.flush()
-    assert seen == [("upload", min(19, before + 19)), ("end", before)]
-    assert nice_of_this_thread() == before  # the training thread keeps its own priority
-
-
 def test_tasks_run_in_order_and_flush_waits_for_them() -> None:
     writer, done = BackgroundWriter("store"), list[int]()
 

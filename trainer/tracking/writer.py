@@ -1,8 +1,8 @@
 """A background writer: tracking work that need not hold up training runs on its own thread.
 
 Uploads, figure rendering and metric batches are queued as tasks and run in order, one at a
-time, so a fold's artifacts are written before the task that ends its run. Training goes on
-meanwhile. Nothing is dropped:
+time, on a single thread, so a fold's artifacts are written before the task that ends its run.
+Training goes on meanwhile. Nothing is dropped:
 
 * ``flush`` waits for every queued task and raises ``TrackingWriteError`` if any failed, so a
   failed upload fails the fit (and its runs) loudly at the end of the fit at the latest; a
@@ -11,24 +11,14 @@ meanwhile. Nothing is dropped:
 * ``drain`` is the error path (an exception, Ctrl-C or SIGTERM ended the fit): it waits for the
   queued tasks, up to a time limit for a store that no longer answers, and logs what could not
   be written instead of raising, so the original error is the one that surfaces.
-
-While training runs, the writer's thread has the lowest priority on Linux (nice +19: a thread
-has its own nice value there), so its work fills the moments a core would idle (batch
-preparation, evaluation) instead of preempting a training thread, which also stalls that
-thread's partners in a multi-threaded operator. A thread cannot raise its priority again, so
-``flush`` and ``drain`` hand the tasks still queued to a new thread at the caller's priority
-(after the task in progress): the end of a fit never waits behind busy cores at nice +19.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
+import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -37,9 +27,6 @@ from trainer.errors import UserError, one_line
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 20.0  # the most an interrupted fit waits for queued uploads before it ends runs
-NICENESS = 19  # added to the training-time writer thread's nice value; the kernel caps it at 19
-
-Task = tuple[str, Callable[[], Any]]
 
 
 class TrackingWriteError(UserError):
@@ -47,39 +34,35 @@ class TrackingWriteError(UserError):
 
 
 class BackgroundWriter:
-    """Runs queued tracking tasks in order, one at a time, on a daemon thread."""
+    """Runs queued tracking tasks in order on one daemon thread (started on first use)."""
 
     def __init__(self, where: str) -> None:
         self.where = where  # the tracking URI, for messages
-        self._queue: deque[Task] = deque()
+        self._tasks: queue.Queue[tuple[str, Callable[[], Any]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
         self._errors: list[tuple[str, BaseException]] = []
         self._pending: list[str] = []  # descriptions of queued tasks not yet done, in order
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)  # a task queued, taken or done
-        self._busy = False  # a task is running: the next waits for it
-        self._shift = 0  # the thread started for this shift takes tasks; older ones retire
-        self._started = False  # a thread works the current shift
+        self._idle = threading.Condition(self._lock)  # notified whenever a task is done
 
     def submit(self, description: str, task: Callable[[], Any]) -> None:
         """Queue ``task``; raises the first earlier failure instead, if there was one."""
         self._raise_first_error()
-        with self._changed:
+        with self._lock:
             self._pending.append(description)
-            self._queue.append((description, task))
-            self._changed.notify_all()
-            if not self._started:
-                self._start(yielding=True)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="tracking-writer", daemon=True)
+            self._thread.start()
+        self._tasks.put((description, task))
 
     def flush(self) -> None:
         """Wait for every queued task; raise ``TrackingWriteError`` if any failed."""
-        self._hurry()
         self._wait(deadline=None)
         self._raise_first_error()
 
     def drain(self, seconds: float = DRAIN_SECONDS) -> list[str]:
         """Wait up to ``seconds`` for the queued tasks without raising; returns the descriptions
         of the tasks that failed or did not finish (each is logged as a warning)."""
-        self._hurry()
         finished = self._wait(deadline=time.monotonic() + seconds)
         with self._lock:
             lost = [f"{what} ({one_line(error, 300)})" for what, error in self._errors]
@@ -93,36 +76,18 @@ class BackgroundWriter:
         return lost
 
     def close(self) -> None:
-        """Retire the thread once the queue is empty (a later ``submit`` starts a new one)."""
-        with self._changed:
-            self._retire()
-
-    def _hurry(self) -> None:
-        """Hand what is still queued to a new thread at the caller's priority."""
-        with self._changed:
-            if self._queue:
-                self._retire()
-                self._start(yielding=False)
-
-    def _start(self, yielding: bool) -> None:  # with the lock held
-        shift, self._started = self._shift, True
-        thread = threading.Thread(
-            target=self._work, args=(shift, yielding), name="tracking-writer", daemon=True
-        )
-        thread.start()  # a new thread starts at its creator's priority
-
-    def _retire(self) -> None:  # with the lock held
-        self._shift += 1
-        self._started = False
-        self._changed.notify_all()
+        """Stop the thread once the queue is empty (a later ``submit`` starts a new one)."""
+        if self._thread is not None:
+            self._tasks.put(None)
+            self._thread = None
 
     def _wait(self, deadline: float | None) -> bool:
-        with self._changed:
+        with self._idle:
             while self._pending:
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
                 # Short timed waits keep the main thread responsive to Ctrl-C and SIGTERM.
-                self._changed.wait(timeout=0.1)
+                self._idle.wait(timeout=0.1)
         return True
 
     def _raise_first_error(self) -> None:
@@ -135,41 +100,15 @@ class BackgroundWriter:
             "check that the store is reachable and has free space, then rerun"
         ) from error
 
-    def _work(self, shift: int, yielding: bool) -> None:
-        if yielding:
-            yield_to_training()
-        while (item := self._take(shift)) is not None:
+    def _work(self) -> None:
+        while (item := self._tasks.get()) is not None:
             description, task = item
-            error: Exception | None = None
             try:
                 task()
-            except Exception as failure:  # kept for the main thread, which fails the fit
-                error = failure
+            except Exception as error:  # kept for the main thread, which fails the fit with it
+                with self._lock:
+                    self._errors.append((description, error))
             finally:
-                with self._changed:
-                    if error is not None:
-                        self._errors.append((description, error))
+                with self._idle:
                     self._pending.remove(description)
-                    self._busy = False
-                    self._changed.notify_all()
-
-    def _take(self, shift: int) -> Task | None:
-        """The next task once none is running; None when this thread's shift is over."""
-        with self._changed:
-            while shift == self._shift:
-                if self._queue and not self._busy:
-                    self._busy = True
-                    return self._queue.popleft()
-                self._changed.wait()
-            return None
-
-
-def yield_to_training() -> None:
-    """Lower the calling thread's priority by ``NICENESS`` where that is per thread (Linux);
-    elsewhere ``setpriority`` would act on the whole process, so nothing is changed."""
-    if not sys.platform.startswith("linux") or NICENESS <= 0:
-        return
-    thread = threading.get_native_id()
-    with contextlib.suppress(OSError):  # a sandbox may refuse it; the writer works as before
-        niceness = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + NICENESS))
+                    self._idle.notify_all()
