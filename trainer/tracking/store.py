@@ -138,7 +138,7 @@ def running_runs(
     client: MlflowClient, experiment_id: str, parent_id: str | None, run_dir: Path | None
 ) -> list[str]:
     """A fit's runs still RUNNING in the store, children of ``parent_id`` and the one tagged
-    with ``run_dir``: also a run created just before an interrupt kept its id from the fit."""
+    with ``run_dir``: also one created just before an interrupt, whose id the fit never kept."""
     filters = [f"tags.`{PARENT_RUN_TAG}` = '{parent_id}'"] if parent_id else []
     if run_dir and "'" not in str(run_dir):
         filters.append(f"tags.run_dir = '{run_dir}'")
