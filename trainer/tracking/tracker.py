@@ -94,14 +94,13 @@ class MlflowTracker(Callback):
     def on_fit_start(self, info: FitInfo) -> None:
         self.info = info
         tags = {**provenance.run_tags(info), **self.extra_tags}
-        later = tags  # a given run gets the tags with its parameters, in one write
+        later = {} if self.run_id is None else tags  # a given run's, with its parameters
         if self.run_id is None:
             name = tags.get("mlflow.runName", info.run_dir.name)
             self.creating_run = True
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             self.run_id = run.info.run_id
             self.creating_run = False
-            later = {}
         params = [Param(metric_key(k), str(v)) for k, v in flatten(info.config.to_dict()).items()]
         run_id = self.run_id
         what = "the run's parameters and tags"
