@@ -53,6 +53,10 @@ ALTERNATIVES: dict[str, tuple[dict[str, Any], int | None]] = {
         {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
         None,
     ),
+    "median 2/1, the bottom quarter stopped at the first quarter": (
+        {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 1, "warmup_percentile": 75},
+        None,
+    ),
     "median 2/0, a step judged once 2 trials reported it": (
         {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0, "n_min_trials": 2},
         None,

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from pydantic import TypeAdapter
 
 from studies.config import StudyConfig
-from studies.pruners import MedianPruning, PrunerConfig, ReportedMedianPruner
+from studies.pruners import MedianPruning, PrunerConfig, ReportedMedianPruner, StagedPruner
 from studies.pruning import GRID, PruningCallback, ReportSchedule, create_pruner
 from trainer.callbacks import FoldInfo
 
@@ -132,6 +132,35 @@ def test_a_slow_starter_is_judged_against_every_schedule_length() -> None:
 
 
 @pytest.mark.parametrize(
+    ("pruner", "slow_starter"),
+    [
+        (MedianPruning(n_startup_trials=2), "PRUNED"),
+        (MedianPruning(n_startup_trials=2, n_warmup_steps=1, warmup_percentile=75), "COMPLETE"),
+    ],
+)
+def test_a_warmup_percentile_spares_the_middle_and_stops_the_hopeless(
+    pruner: MedianPruning, slow_starter: str
+) -> None:
+    # At the first quarter the median would stop a trial that ranks in the lower half there;
+    # keeping the top 75 % there stops only the hopeless, and the median judges from the half.
+    study = optuna.create_study(direction="maximize", pruner=create_pruner(pruner))
+    for first in (0.5, 0.6, 0.7, 0.8):  # 4 epochs: reports at steps 0..3
+        play_curve(study, [first, 0.9 + first / 20, 0.95, 0.96], [0.96, 0.96, 0.96])
+    slow = play_curve(study, [0.62, 0.97, 0.98, 0.99], [0.99, 0.99, 0.99])
+    assert slow.state.name == slow_starter
+    hopeless = play_curve(study, [0.1, 0.2, 0.3, 0.4], [0.4, 0.4, 0.4])
+    assert hopeless.state == TrialState.PRUNED and max(hopeless.intermediate_values) == 0
+    middling = play_curve(study, [0.65, 0.85, 0.9, 0.9], [0.9, 0.9, 0.9])
+    assert middling.state == TrialState.PRUNED  # by the median, at the half at the latest
+    assert max(middling.intermediate_values) <= GRID // 2 - 1
+
+
+def test_a_warmup_percentile_needs_warmup_steps() -> None:
+    with pytest.raises(ValueError, match="set n_warmup_steps >= 1"):
+        MedianPruning(warmup_percentile=75)
+
+
+@pytest.mark.parametrize(
     ("median_of", "slow_starter"), [("completed", "PRUNED"), ("reported", "COMPLETE")]
 )
 def test_a_median_of_reported_values_counts_the_pruned_trials(
@@ -180,6 +209,11 @@ def test_every_configured_pruner_is_created(kind: str) -> None:
             {"median_of": "reported", "n_warmup_steps": 1},
             ReportedMedianPruner,
             {"n_startup_trials": 2, "n_warmup_steps": 1},
+        ),
+        (
+            {"n_warmup_steps": 1, "warmup_percentile": 75},
+            StagedPruner,
+            {"switch_step": 1},
         ),
         ({"type": "percentile", "percentile": 40}, optuna.pruners.PercentilePruner, {}),
         (
