@@ -38,7 +38,7 @@ class MedianPruning(_Pruner):
     """Prune below the median of earlier trials at the same step.
 
     Two startup trials, not Optuna's five: every startup trial trains all its folds. On the demo
-    and JPEG studies of 12 trials, five trained 0.54 and 0.68 of the epochs of the same study
+    and JPEG studies of 12 trials, five trained 0.54 and 0.68-0.74 of the epochs of the same study
     without pruning, two 0.32 and 0.41 (bench/pruning_economy.py, docs/benchmarks.md).
     """
 
