@@ -101,9 +101,9 @@ def _step_foresight(result: dict[str, Any]) -> list[str]:
             pairs = [
                 (t["reports"][str(step)], t["value"]) for t in complete if str(step) in t["reports"]
             ]
-            if len(pairs) < 3 or all(a == b for a, b in pairs):
-                continue
             early, final = [a for a, _ in pairs], [b for _, b in pairs]
+            if len(pairs) < 3 or early == final or len(set(early)) < 2 or len(set(final)) < 2:
+                continue  # the CV step itself, or constant values: no correlation to show
             cut = sorted(final)[int(0.8 * len(final))]
             ranks = sorted(sum(e < a for e in early) / len(early) for a, b in pairs if b >= cut)
             lines.append(
