@@ -114,6 +114,25 @@ def test_one_fold_gives_no_label_errors_gallery(tmp_path: Path) -> None:
     assert write_galleries({"folds": summary["folds"]}, tmp_path, tmp_path / "none") == []
 
 
+def test_a_predictions_file_is_parsed_once_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The confusion matrix and the gallery read the same file: one parse, private copies."""
+    path = tmp_path / "val.csv"
+    predictions([("cat/1.png", "cat", {"cat": 0.9, "dog": 0.1})]).to_csv(path, index=False)
+    parses = []
+    real_read_csv = pd.read_csv
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: parses.append(a) or real_read_csv(*a, **k))
+    first = read_predictions(path)
+    first.loc[0, "label"] = "changed by a caller"
+    assert read_predictions(path).loc[0, "label"] == "cat"
+    assert len(parses) == 1
+    rewritten = [("cat/1.png", "cat", {"cat": 0.2, "dog": 0.8}), ("dog/2.png", "dog", {"dog": 1})]
+    predictions(rewritten).to_csv(path, index=False)
+    assert read_predictions(path)["predicted"].tolist() == ["dog", "dog"]
+    assert len(parses) == 2
+
+
 # -- a tracked fit ---------------------------------------------------------------------------
 
 

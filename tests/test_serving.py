@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pandas as pd
 import pytest
 import uvicorn
 from mlflow.pyfunc import scoring_server
+from mlflow.utils import environment as mlflow_environment
 from PIL import Image
 
 from trainer.data import images
@@ -141,3 +143,19 @@ def test_large_jpegs_are_decoded_at_reduced_scale(
     model.predict(pd.DataFrame({"image": [base64.b64encode(encoded.tobytes()).decode()]}))
     # 1600 px at 1/8 is 200 px, still above the model's 16 px: libjpeg decodes 1/64 of the pixels.
     assert flags == [cv2.IMREAD_REDUCED_COLOR_8]
+
+
+def test_logging_a_model_skips_checking_its_pins_against_their_own_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pins come from this environment, so MLflow's save-time check of them is skipped;
+    the pins are still logged, and the check is back for whoever saves next."""
+    checked: list[list[str]] = []
+    monkeypatch.setattr(
+        mlflow_environment, "warn_dependency_requirement_mismatches", checked.append
+    )
+    uri = log_model(make_checkpoint(tmp_path / "model", 16))
+    assert checked == []
+    assert mlflow_environment.warn_dependency_requirement_mismatches == checked.append
+    pins = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().splitlines()
+    assert f"torch=={version('torch')}" in pins

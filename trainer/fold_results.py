@@ -4,6 +4,7 @@ the holdout report and the summary the callbacks receive."""
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,17 @@ def write_predictions(path: Path, samples: Samples, indices: np.ndarray, probs: 
 
 def read_predictions(path: Path | str, errors: str = "surrogateescape") -> pd.DataFrame:
     """A predictions file as written by ``write_predictions``: paths, labels and predicted
-    classes as text (file names' undecodable bytes per ``errors``), probabilities as floats."""
+    classes as text (file names' undecodable bytes per ``errors``), probabilities as floats.
+
+    A fit reads each file twice (its confusion matrix, then a gallery), on the tracker's
+    writer thread while training goes on: the second read is a copy of the first, unless the
+    file changed since."""
+    stat = Path(path).stat()
+    return _parsed_predictions(str(path), stat.st_mtime_ns, stat.st_size, errors).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_predictions(path: str, mtime_ns: int, size: int, errors: str) -> pd.DataFrame:
     # object, not str: pandas' arrow strings refuse the surrogates of undecodable names
     frame = pd.read_csv(path, dtype=object, keep_default_na=False, encoding_errors=errors)
     probs = [c for c in frame.columns if c.startswith(PROB_PREFIX)]

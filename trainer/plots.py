@@ -38,20 +38,20 @@ def learning_curves(history: History, out_dir: Path) -> list[Path]:
     for index, (fold, epochs) in enumerate(sorted(history.items())):
         steps = list(range(len(epochs)))
         for column, metric in enumerate(("loss", "acc")):
-            for split, style in (("train", "--"), ("val", "-")):
+            label = fold if column == 1 else None  # one legend entry per fold: its first line
+            for split, style in (("val", "-"), ("train", "--")):
                 values = [m.get(f"{split}/{metric}", np.nan) for m in epochs]
                 if not np.all(np.isnan(values)):
                     axes[column].plot(
-                        steps,
-                        values,
-                        color=f"C{index % 10}",
-                        linestyle=style,
-                        label=f"{fold} {split}",
+                        steps, values, color=f"C{index % 10}", linestyle=style, label=label
                     )
+                    label = None
     for axis, title in zip(axes, ("loss", "accuracy"), strict=True):
-        axis.set_title(title)
+        # y given: matplotlib then skips measuring the axes to place the title
+        axis.set_title(f"{title} (train dashed, validation solid)", y=1.0)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # a legend entry costs as much to draw as an axis' ticks: one per fold, the styles titled
     axes[1].legend(fontsize="small")
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.91, wspace=0.15)  # fixed
     # labels, so no tight_layout: it draws the figure once more (a third of the cost)

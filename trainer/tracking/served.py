@@ -17,6 +17,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import threading
 import types
 import warnings
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.utils import environment as mlflow_environment
 
 from trainer import provenance
 from trainer.data.images import ImageReadError, encode_png_base64
@@ -155,11 +157,17 @@ def log_classifier(
     """
     checkpoint = find_checkpoint(checkpoint_dir)
     mlflow.set_tracking_uri(client.tracking_uri)
-    # The fluent API is the only way to log a model to a run; the context ends the run
-    # FINISHED, which is what the end of a fit does next anyway. Its own clients write to the
-    # store, so the whole of it is shielded like ``client``'s calls.
+    # The fluent API is the only way to log a model to a run: without an active run, Model.log
+    # files the model under the default experiment even when given the run id. The context
+    # ends the run FINISHED, which is what the end of a fit does next anyway. Its own clients
+    # write to the store, so the whole of it is shielded like ``client``'s calls.
     shield = shielded(is_database_uri(client.tracking_uri))
-    with shield, _quiet_pyfunc_notices(), mlflow.start_run(run_id=run_id):
+    with (
+        shield,
+        _quiet_pyfunc_notices(),
+        _without_requirement_self_check(),
+        mlflow.start_run(run_id=run_id),
+    ):
         logged = Model.log(  # what pyfunc.log_model calls, without the serving check
             artifact_path=None,
             flavor=_PYFUNC_WITHOUT_SERVING_CHECK,
@@ -188,6 +196,28 @@ def _save_pyfunc(**kwargs: Any) -> None:
 _PYFUNC_WITHOUT_SERVING_CHECK = types.SimpleNamespace(
     __name__="mlflow.pyfunc", save_model=_save_pyfunc
 )
+
+
+_SELF_CHECK = threading.Lock()  # models logged from two threads restore the same check
+
+
+def _no_requirement_check(model_requirements: list[str]) -> None:
+    """Stands in for MLflow's requirement check while a model is saved."""
+
+
+@contextlib.contextmanager
+def _without_requirement_self_check() -> Iterator[None]:
+    """Saving a model, MLflow checks its pip requirements against the running environment and
+    warns of mismatches. Ours are that environment's own versions
+    (``provenance.pip_requirements``), so the check cannot find one; it reads every package's
+    metadata, ~40 ms of every fit's end, where nothing overlaps it. Loading still checks."""
+    with _SELF_CHECK:
+        checked = mlflow_environment.warn_dependency_requirement_mismatches
+        mlflow_environment.warn_dependency_requirement_mismatches = _no_requirement_check
+        try:
+            yield
+        finally:
+            mlflow_environment.warn_dependency_requirement_mismatches = checked
 
 
 @contextlib.contextmanager
