@@ -41,7 +41,11 @@ PINNED = ["runtime.precision=fp32", "runtime.channels_last=true", "runtime.progr
 TENTHS = 10  # the first fold's grid before quarters
 # label: (pruner section, grid of the first fold's reports or None for studies.pruning.GRID)
 ALTERNATIVES: dict[str, tuple[dict[str, Any], int | None]] = {
-    "median 2/2 on tenths (before)": (
+    "median 2/0 (the default before)": (
+        {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+        None,
+    ),
+    "median 2/2 on tenths (the first default)": (
         {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 2},
         TENTHS,
     ),

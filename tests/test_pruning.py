@@ -90,7 +90,7 @@ def test_clearly_worse_trial_is_pruned_in_its_first_fold() -> None:
 def test_longer_schedules_are_compared_at_the_same_fraction() -> None:
     # A 10-epoch trial that learns as well per fraction of its schedule as 2-epoch trials is
     # not pruned, although after its first epoch it has seen less training.
-    pruner = create_pruner(MedianPruning(n_startup_trials=2))
+    pruner = create_pruner(MedianPruning(n_startup_trials=2, n_warmup_steps=0))
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for _ in range(3):
         play(study, epochs=2, accuracy=0.8)
@@ -134,7 +134,7 @@ def test_a_slow_starter_is_judged_against_every_schedule_length() -> None:
 @pytest.mark.parametrize(
     ("pruner", "slow_starter"),
     [
-        (MedianPruning(n_startup_trials=2), "PRUNED"),
+        (MedianPruning(n_startup_trials=2, n_warmup_steps=0), "PRUNED"),
         (MedianPruning(n_startup_trials=2, n_warmup_steps=1, warmup_percentile=75), "COMPLETE"),
     ],
 )
@@ -157,7 +157,7 @@ def test_a_warmup_percentile_spares_the_middle_and_stops_the_hopeless(
 
 def test_a_warmup_percentile_needs_warmup_steps() -> None:
     with pytest.raises(ValueError, match="set n_warmup_steps >= 1"):
-        MedianPruning(warmup_percentile=75)
+        MedianPruning(n_warmup_steps=0, warmup_percentile=75)
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,7 @@ def test_a_median_of_reported_values_counts_the_pruned_trials(
     # Optuna's median is of completed trials: the fast starters that survived. A trial that
     # starts slower than they did but ends best is stopped at its first report. The median of
     # every trial that reported that step counts the trials stopped there too.
-    pruner = create_pruner(MedianPruning(n_startup_trials=2, median_of=median_of))
+    pruner = create_pruner(MedianPruning(n_startup_trials=2, n_warmup_steps=0, median_of=median_of))
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for _ in range(2):
         play_curve(study, [0.90, 0.95, 0.96, 0.97], [0.97, 0.97, 0.97])
@@ -202,13 +202,17 @@ def test_every_configured_pruner_is_created(kind: str) -> None:
 @pytest.mark.parametrize(
     ("section", "expected", "settings"),
     [
-        ({"type": "median"}, optuna.pruners.MedianPruner, {"_n_startup_trials": 2}),
+        (
+            {"type": "median"},
+            optuna.pruners.MedianPruner,
+            {"_n_startup_trials": 1, "_n_warmup_steps": 1},
+        ),
         ({"n_warmup_steps": 3}, optuna.pruners.MedianPruner, {"_n_warmup_steps": 3}),
         ({"n_min_trials": 2}, optuna.pruners.MedianPruner, {"_n_min_trials": 2}),
         (
             {"median_of": "reported", "n_warmup_steps": 1},
             ReportedMedianPruner,
-            {"n_startup_trials": 2, "n_warmup_steps": 1},
+            {"n_startup_trials": 1, "n_warmup_steps": 1},
         ),
         (
             {"n_warmup_steps": 1, "warmup_percentile": 75},
@@ -249,18 +253,32 @@ def default_study_pruner() -> PrunerConfig:
     return study.pruner
 
 
-def test_default_pruner_is_the_median_pruner_with_two_startup_trials() -> None:
-    assert default_study_pruner() == MedianPruning(n_startup_trials=2, n_warmup_steps=0)
+def test_default_pruner_is_the_median_judged_from_the_half_after_one_trial() -> None:
+    assert default_study_pruner() == MedianPruning(n_startup_trials=1, n_warmup_steps=1)
 
 
-def test_default_pruner_stops_the_third_trial_in_its_first_quarter() -> None:
-    # Two completed trials are enough for the default to judge; a trial far below them stops
-    # after the first quarter of its first fold (with Optuna's 5 startup trials it trained on).
+def test_default_pruner_stops_the_second_trial_at_the_half_of_its_first_fold() -> None:
+    # One completed trial is enough for the default to judge; a trial far below it stops at the
+    # half of its first fold, not at the first quarter (with Optuna's 5 startup trials it
+    # trained on).
     study = optuna.create_study(direction="maximize", pruner=create_pruner(default_study_pruner()))
-    for accuracy in (0.8, 0.9):
-        assert play(study, epochs=4, accuracy=accuracy).state == TrialState.COMPLETE
+    assert play(study, epochs=4, accuracy=0.9).state == TrialState.COMPLETE
     bad = play(study, epochs=4, accuracy=0.2)
-    assert bad.state == TrialState.PRUNED and list(bad.intermediate_values) == [0]
+    assert bad.state == TrialState.PRUNED and list(bad.intermediate_values) == [0, 1]
+
+
+def test_default_pruner_spares_a_slow_starter_that_the_first_quarter_would_stop() -> None:
+    # The time-to-best studies' best configurations: far below the others at the first quarter
+    # of their first fold, level at the half, best at the end (2/0, the default before, stopped
+    # most of them at the first quarter).
+    def slow_starter_state(config: PrunerConfig) -> TrialState:
+        study = optuna.create_study(direction="maximize", pruner=create_pruner(config))
+        for _ in range(2):
+            play_curve(study, [0.70, 0.90, 0.94, 0.95], [0.95, 0.95, 0.95])
+        return play_curve(study, [0.30, 0.94, 0.98, 0.99], [0.99, 0.99, 0.99]).state
+
+    assert slow_starter_state(MedianPruning(n_startup_trials=2, n_warmup_steps=0)).name == "PRUNED"
+    assert slow_starter_state(default_study_pruner()).name == "COMPLETE"
 
 
 def test_a_setting_of_another_pruner_is_refused() -> None:
