@@ -22,7 +22,8 @@ completed 3-epoch trial; with quarters every schedule of two epochs or more repo
 (step 1) and at the end (step 3) of the first fold, and the bar is the median of all of them
 (measured in docs/benchmarks.md, pruning economy).
 
-Bad trials can stop after a quarter of their first fold; a trial that survives fold 0 is judged
+Bad trials can stop at the half of their first fold (the default pruner waits that long; with
+``n_warmup_steps: 0``, after its first quarter); a trial that survives fold 0 is judged
 on whole folds. A pruner made for per-instance values (``per_fold`` in ``studies.pruners``: the
 Wilcoxon pruner) instead gets each fold's own best accuracy at step = fold index, and a pruned
 trial returns the mean of the folds it trained, as Optuna recommends.

@@ -13,6 +13,7 @@ import yaml
 
 from studies.cli import main
 from studies.config import load_study_config
+from studies.pruners import MedianPruning
 from studies.space import trial_config
 from studies.storage import open_storage
 from trainer.config import apply_overrides
@@ -114,6 +115,8 @@ def test_bad_space_through_the_cli_is_one_line_and_no_study(
 def test_shipped_demo_study_loads(tmp_path: Path) -> None:
     study, base = load_study_config(REPO / "studies" / "configs" / "demo.yaml")
     assert study.name == "digits-demo-study" and base.data.folds == 3
+    # the pruning bench measures the demo's section as the default: it must be the default
+    assert study.pruner == MedianPruning()
 
 
 def test_trial_config_sets_values_and_tracks_in_the_study(digits_dir: Path, tmp_path: Path) -> None:
