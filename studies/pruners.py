@@ -41,9 +41,8 @@ class MedianPruning(_Pruner):
     has completed. The first quarter foretells the CV accuracy poorly, worst at the top: on the
     time-to-best studies the best configurations (high learning rates) stood no higher there
     than the rest, and judging it stopped most of them. One startup trial, not Optuna's five:
-    every startup trial trains all its folds, and the half is a fairer bar than the first
-    quarter. bench/pruning_economy.py measures the choice against the alternatives
-    (docs/benchmarks.md).
+    every startup trial trains all its folds. bench/pruning_economy.py measures the choice
+    against the alternatives (docs/benchmarks.md).
     """
 
     type: Literal["median"] = "median"

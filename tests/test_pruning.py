@@ -277,8 +277,9 @@ def test_default_pruner_spares_a_slow_starter_that_the_first_quarter_would_stop(
             play_curve(study, [0.70, 0.90, 0.94, 0.95], [0.95, 0.95, 0.95])
         return play_curve(study, [0.30, 0.94, 0.98, 0.99], [0.99, 0.99, 0.99]).state
 
-    assert slow_starter_state(MedianPruning(n_startup_trials=2, n_warmup_steps=0)).name == "PRUNED"
-    assert slow_starter_state(default_study_pruner()).name == "COMPLETE"
+    old_default = MedianPruning(n_startup_trials=2, n_warmup_steps=0)
+    assert slow_starter_state(old_default) == TrialState.PRUNED
+    assert slow_starter_state(default_study_pruner()) == TrialState.COMPLETE
 
 
 def test_a_setting_of_another_pruner_is_refused() -> None:
